@@ -1,0 +1,10 @@
+import { lexicographicSortSchema } from 'graphql';
+import { builder } from './builder.ts';
+import './scalars.ts';
+import './errors.ts';
+import './product.ts';
+import './request.ts';
+import './upload.ts';
+import './progress.ts';
+
+export const schema = lexicographicSortSchema(builder.toSchema());

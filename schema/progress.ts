@@ -1,0 +1,44 @@
+import { getImages } from '../src/db/products.ts';
+import { getRequest } from '../src/db/requests.ts';
+import { requestProgress, type ProgressUpdate } from '../src/events/requestProgress.ts';
+import { builder } from './builder.ts';
+import { notFound } from './errors.ts';
+import { ImageRef } from './product.ts';
+import { ProgressRef, RequestRef, RequestStatusEnum } from './request.ts';
+
+const RequestProgressRef = builder.objectRef<ProgressUpdate>('RequestProgress').implement({
+  fields: (t) => ({
+    requestId: t.exposeID('requestId'),
+    status: t.field({ type: RequestStatusEnum, resolve: (update) => update.status }),
+    progress: t.field({ type: ProgressRef, resolve: (update) => update.progress }),
+    request: t.field({
+      type: RequestRef,
+      resolve: async (update, _args, ctx) => {
+        const request = await getRequest(ctx.services.database.db, update.requestId);
+        if (!request) throw new Error(`Request ${update.requestId} vanished`);
+        return request;
+      },
+    }),
+    image: t.field({
+      type: ImageRef,
+      nullable: true,
+      description: 'The image whose change caused this event; null on the first one',
+      resolve: async (update, _args, ctx) => (update.imageId ? ((await getImages(ctx.services.database.db, [update.imageId]))[0] ?? null) : null),
+    }),
+  }),
+});
+
+builder.subscriptionField('requestProgress', (t) =>
+  t.field({
+    type: RequestProgressRef,
+    description: 'The current state first, then a new state as images finish; completes after the state whose status has ended.',
+    args: { requestId: t.arg.id({ required: true }) },
+    subscribe: async (_root, args, ctx) => {
+      const requestId = String(args.requestId);
+      // Checked before subscribing, so an unknown id is a GraphQL error with code NOT_FOUND.
+      if (!(await getRequest(ctx.services.database.db, requestId))) throw notFound(`Request ${requestId} not found`);
+      return requestProgress(ctx.services, requestId);
+    },
+    resolve: (update) => update,
+  }),
+);

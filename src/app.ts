@@ -1,0 +1,233 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { createYoga, type Plugin } from 'graphql-yoga';
+import { processRequest } from 'graphql-upload-minimal';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer } from 'ws';
+import pino, { type Logger } from 'pino';
+import type { Config } from './config.ts';
+import { openDatabase, type Database } from './db/client.ts';
+import { createCompressionPool, type CompressionPool } from './compress/compressionPool.ts';
+import { ProgressBus } from './events/progressBus.ts';
+import { createAddressGuard, type AddressGuard } from './net/addressGuard.ts';
+import { createRunner, type Runner } from './runner/runner.ts';
+import { createLocalStorage, contentTypeOf, type Storage } from './storage/localStorage.ts';
+import { createWebhookSender } from './webhooks/sender.ts';
+import { handleRest } from './rest/routes.ts';
+import type { GraphQLContext, Services } from './services.ts';
+import { schema } from '../schema/index.ts';
+import { GRAPHIQL_DEFAULT_QUERY } from './graphiqlExample.ts';
+
+export interface AppOptions {
+  config: Config;
+  /** An open database; when absent, one is opened from the config (and closed by stop). */
+  database?: Database;
+  logger?: Logger;
+  /** The address guard; tests pass one that marks their loopback image server as allowed. */
+  guard?: AddressGuard;
+}
+
+export interface App {
+  server: Server;
+  services: Services;
+  runner: Runner | undefined;
+  /** Listens on config.port (0 picks a free port); resolves to the base URL. */
+  start(): Promise<string>;
+  /** Stops taking work, lets in-flight images finish for the grace period, then closes everything. */
+  stop(): Promise<void>;
+}
+
+const JSON_BODY_LIMIT = 1024 * 1024;
+
+export async function buildApp(options: AppOptions): Promise<App> {
+  const { config } = options;
+  const logger = options.logger ?? pino({ level: config.logLevel });
+  const ownsDatabase = !options.database;
+  const database =
+    options.database ??
+    (await openDatabase({
+      databaseUrl: config.databaseUrl,
+      pgliteDir: config.databaseUrl ? undefined : path.join(config.dataDir, 'pglite'),
+    }));
+  const storage: Storage = createLocalStorage(path.join(config.dataDir, 'files'), config.publicUrl);
+  const guard = options.guard ?? createAddressGuard({ allowPrivateNetworks: config.allowPrivateNetworks });
+  const bus = new ProgressBus(database);
+  await bus.start();
+
+  const runsWorker = config.role !== 'api';
+  const pool: CompressionPool | undefined = runsWorker
+    ? createCompressionPool({ threads: config.workerThreads, maxPixels: config.maxImagePixels })
+    : undefined;
+  const workerId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const runner = pool ? createRunner({ database, storage, pool, guard, config, logger, workerId }) : undefined;
+  const sender = createWebhookSender({ database, guard, config, logger });
+
+  const services: Services = {
+    config,
+    database,
+    storage,
+    bus,
+    guard,
+    logger,
+    workQueued: () => runner?.wake(),
+  };
+
+  const uploadBodyPlugin: Plugin<{ uploadBody?: unknown }> = {
+    onRequestParse({ serverContext, setRequestParser }) {
+      const body = (serverContext as { uploadBody?: unknown } | undefined)?.uploadBody;
+      if (body) setRequestParser(() => body as never);
+    },
+  };
+
+  const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse; uploadBody?: unknown }, GraphQLContext>({
+    schema,
+    context: () => ({ services }),
+    graphqlEndpoint: '/graphql',
+    // Multipart bodies are streamed by graphql-upload-minimal before Yoga runs; JSON bodies are checked in route().
+    maxRequestBodySize: false as never,
+    logging: {
+      debug: (...args) => logger.debug(args.map(String).join(' ')),
+      info: (...args) => logger.info(args.map(String).join(' ')),
+      warn: (...args) => logger.warn(args.map(String).join(' ')),
+      error: (...args) => logger.error(args.map(String).join(' ')),
+    },
+    graphiql: { title: 'Squeeze', defaultQuery: GRAPHIQL_DEFAULT_QUERY, subscriptionsProtocol: 'WS' },
+    plugins: [uploadBodyPlugin],
+  });
+
+  async function route(req: IncomingMessage, res: ServerResponse) {
+    const url = new URL(req.url ?? '/', 'http://squeeze.local');
+    const pathname = url.pathname;
+
+    if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (pathname === '/readyz') {
+      const dbReady = await database.ping();
+      const poolReady = pool ? await pool.ready() : true;
+      return sendJson(res, dbReady && poolReady ? 200 : 503, { database: dbReady, pool: poolReady });
+    }
+
+    if (pathname === '/graphql') {
+      const contentType = req.headers['content-type'] ?? '';
+      if (req.method === 'POST' && contentType.startsWith('multipart/form-data')) {
+        // Checked before the body is read: Yoga's own CSRF plugin would run only after the upload streamed in.
+        if (!req.headers['x-graphql-yoga-csrf'] && !req.headers['apollo-require-preflight']) {
+          return sendJson(res, 403, {
+            errors: [{ message: 'Required CSRF header(s) not present: send x-graphql-yoga-csrf or apollo-require-preflight with multipart requests' }],
+          });
+        }
+        // One more byte than the limit, so the CSV parser sees the excess and reports the limit by name.
+        const uploadBody = await processRequest(req, res, { maxFileSize: config.maxCsvBytes + 1, maxFiles: 1, maxFieldSize: JSON_BODY_LIMIT });
+        return yoga(req, res, { req, res, uploadBody });
+      }
+      const length = Number(req.headers['content-length'] ?? 0);
+      if (length > JSON_BODY_LIMIT) return sendJson(res, 413, { errors: [{ message: `Request body over ${JSON_BODY_LIMIT} bytes` }] });
+      return yoga(req, res, { req, res });
+    }
+
+    if (pathname.startsWith('/files/') && (req.method === 'GET' || req.method === 'HEAD')) {
+      const key = decodeURIComponent(pathname.slice('/files/'.length));
+      const file = await storage.open(key);
+      if (!file) return sendJson(res, 404, { error: 'File not found' });
+      res.writeHead(200, {
+        'content-type': contentTypeOf(key),
+        'content-length': file.size,
+        'cache-control': key.endsWith('.csv') ? 'no-cache' : 'public, max-age=86400',
+        'x-content-type-options': 'nosniff',
+      });
+      if (req.method === 'HEAD') {
+        file.stream.destroy();
+        return res.end();
+      }
+      return pipeline(file.stream, res);
+    }
+
+    if (await handleRest(services, req, res, url)) return;
+    if (pathname === '/' && req.method === 'GET') {
+      res.writeHead(302, { location: '/graphql' });
+      return res.end();
+    }
+    sendJson(res, 404, { error: 'Not found' });
+  }
+
+  const server = createServer((req, res) => {
+    route(req, res).catch((error) => {
+      logger.error({ err: error, url: req.url }, 'request failed');
+      if (!res.headersSent) sendJson(res, 500, { error: 'Unexpected error.' });
+      else res.destroy();
+    });
+  });
+  // Uploads of large files take a while; the default request timeout (5 min) still bounds a stalled one.
+  server.requestTimeout = 300_000;
+
+  const wss = new WebSocketServer({ server, path: '/graphql' });
+  const wsServer = useServer(
+    {
+      // Yoga's enveloped execute and subscribe travel in rootValue (graphql-yoga's graphql-ws recipe).
+      execute: ((args: { rootValue: { execute(a: unknown): unknown } }) => args.rootValue.execute(args)) as never,
+      subscribe: ((args: { rootValue: { subscribe(a: unknown): unknown } }) => args.rootValue.subscribe(args)) as never,
+      onSubscribe: async (ctx, _id, params) => {
+        const { schema: envelopedSchema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params,
+        });
+        const args = {
+          schema: envelopedSchema,
+          operationName: params.operationName,
+          document: parse(params.query),
+          variableValues: params.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe },
+        };
+        const errors = validate(args.schema, args.document);
+        if (errors.length) return errors;
+        return args;
+      },
+    },
+    wss,
+  );
+
+  let stopped = false;
+  return {
+    server,
+    services,
+    runner,
+    async start() {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => resolve());
+      });
+      runner?.start();
+      sender.start();
+      const address = server.address() as AddressInfo;
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      return `http://${host}:${address.port}`;
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await runner?.stop(config.shutdownGraceMs);
+      await sender.stop();
+      await wsServer.dispose();
+      wss.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await pool?.close();
+      await bus.stop();
+      if (ownsDatabase) await database.close();
+    },
+  };
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

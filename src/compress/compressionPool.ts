@@ -1,0 +1,241 @@
+/**
+ * The main-thread side of image compression: a Piscina pool of worker threads running
+ * `workers/compressImage.ts`. Bytes cross the thread boundary without being copied: the input's
+ * ArrayBuffer is transferred to the worker, and the output's ArrayBuffer is transferred back.
+ */
+import { fileURLToPath } from 'node:url';
+import { types } from 'node:util';
+import { Piscina } from 'piscina';
+import type { CompressTask, WorkerResult } from '../../workers/compressImage.ts';
+
+export type OutputFormat = 'JPEG' | 'WEBP' | 'AVIF' | 'PNG';
+export interface CompressionOptions {
+  quality: number;
+  format: OutputFormat;
+  maxWidth?: number | null;
+  maxHeight?: number | null;
+}
+export type CompressFailureCode = 'UNSUPPORTED_FORMAT' | 'TOO_MANY_PIXELS' | 'DECODE_ERROR';
+export type CompressResult =
+  | { ok: true; data: Buffer; width: number; height: number; format: 'jpeg' | 'webp' | 'avif' | 'png'; inputFormat: string }
+  | { ok: false; code: CompressFailureCode; message: string };
+
+export interface CompressionPool {
+  /**
+   * Compress one image. The input's ArrayBuffer may be transferred (detached): callers must not
+   * reuse `input` afterwards. Image problems resolve to `{ ok: false }`; the promise rejects only
+   * for invalid options or a closed pool. When the queue is full it waits for room.
+   */
+  compress(input: Buffer, options: CompressionOptions): Promise<CompressResult>;
+  readonly threads: number;
+  /** Tasks running plus queued. */
+  readonly pending: number;
+  /** 0..1, Piscina's utilization */
+  readonly utilization: number;
+  /** True when a trivial task round-trips (or a task did so within the last few seconds). */
+  ready(): Promise<boolean>;
+  /** Refuses new work, lets running and queued tasks finish, stops the threads. */
+  close(): Promise<void>;
+}
+
+export interface CompressionPoolOptions {
+  threads: number;
+  maxPixels: number;
+  /** Tasks queued beyond the running ones before `compress` waits; default `threads * 4`. */
+  maxQueue?: number;
+}
+
+const OUTPUT_FORMATS: readonly OutputFormat[] = ['JPEG', 'WEBP', 'AVIF', 'PNG'];
+
+const EXTENSIONS = { jpeg: 'jpg', webp: 'webp', avif: 'avif', png: 'png' } as const;
+
+/** File extension and content type for an output format. */
+export function outputExtension(format: 'jpeg' | 'webp' | 'avif' | 'png'): string {
+  return EXTENSIONS[format];
+}
+
+const CONTENT_TYPES = { jpeg: 'image/jpeg', webp: 'image/webp', avif: 'image/avif', png: 'image/png' } as const;
+
+/** The content type for an output format. */
+export function outputContentType(format: 'jpeg' | 'webp' | 'avif' | 'png'): string {
+  return CONTENT_TYPES[format];
+}
+
+/** The worker entry: a bootstrap that loads the TypeScript task through tsx inside the thread. */
+const WORKER_FILENAME = fileURLToPath(new URL('../../workers/compressImage.mjs', import.meta.url));
+
+/** A task that round-tripped this recently proves the pool works without another ping. */
+const RECENT_ROUND_TRIP_MS = 5_000;
+const PING_TIMEOUT_MS = 5_000;
+
+export function createCompressionPool(opts: CompressionPoolOptions): CompressionPool {
+  return createCompressionPoolWithWorker(WORKER_FILENAME, opts);
+}
+
+/**
+ * @internal The same pool around another worker file (one exporting `default` and `ping` like
+ * `workers/compressImage.mjs`). For tests, e.g. a wrapper that makes a thread die.
+ */
+export function createCompressionPoolWithWorker(filename: string, opts: CompressionPoolOptions): CompressionPool {
+  const { threads, maxPixels } = opts;
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
+  if (!Number.isInteger(maxPixels) || maxPixels < 1) throw new RangeError(`maxPixels must be a positive integer, got ${maxPixels}`);
+  const maxQueue = opts.maxQueue ?? threads * 4;
+  if (!Number.isInteger(maxQueue) || maxQueue < 0) throw new RangeError(`maxQueue must be a non-negative integer, got ${maxQueue}`);
+  return new PiscinaCompressionPool(filename, threads, maxPixels, maxQueue);
+}
+
+function validateOptions(options: CompressionOptions): void {
+  const { quality, format, maxWidth, maxHeight } = options;
+  if (!Number.isInteger(quality) || quality < 1 || quality > 100) {
+    throw new RangeError(`quality must be an integer from 1 to 100, got ${quality}`);
+  }
+  if (!OUTPUT_FORMATS.includes(format)) throw new RangeError(`format must be one of ${OUTPUT_FORMATS.join(', ')}, got ${String(format)}`);
+  for (const [name, value] of [['maxWidth', maxWidth], ['maxHeight', maxHeight]] as const) {
+    if (value != null && (!Number.isInteger(value) || value < 1)) {
+      throw new RangeError(`${name} must be a positive integer or null, got ${value}`);
+    }
+  }
+}
+
+/**
+ * A view of the bytes over an ArrayBuffer of exactly their size, ready to transfer: the input's own
+ * buffer when it is exactly that, otherwise (a slice of Node's Buffer pool or of a larger buffer,
+ * a SharedArrayBuffer) one copy. Transferring a slice would detach, or be refused for, its neighbours.
+ */
+function transferableBytes(input: Uint8Array): Uint8Array<ArrayBuffer> {
+  const buffer = input.buffer;
+  if (types.isArrayBuffer(buffer) && input.byteOffset === 0 && input.byteLength === buffer.byteLength) {
+    return new Uint8Array(buffer);
+  }
+  const copy = new Uint8Array(new ArrayBuffer(input.byteLength));
+  copy.set(input);
+  return copy;
+}
+
+class PoolClosedError extends Error {
+  override name = 'PoolClosedError';
+  constructor() {
+    super('The compression pool is closed');
+  }
+}
+
+class PiscinaCompressionPool implements CompressionPool {
+  readonly threads: number;
+  readonly #piscina: Piscina;
+  readonly #maxPixels: number;
+  /** Tasks handed to Piscina and not settled: at most `threads + maxQueue`. */
+  readonly #limit: number;
+  #submitted = 0;
+  /** Callers waiting for room, in arrival order. */
+  readonly #waiting: { resume: () => void; abandon: (error: Error) => void }[] = [];
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #lastRoundTrip = 0;
+
+  constructor(filename: string, threads: number, maxPixels: number, maxQueue: number) {
+    this.threads = threads;
+    this.#maxPixels = maxPixels;
+    this.#limit = threads + maxQueue;
+    this.#piscina = new Piscina({
+      filename,
+      // Warm, fixed-size pool: threads start now and never idle out.
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: 60 * 60_000,
+      // One image per thread at a time (each thread's sharp runs one libvips thread).
+      concurrentTasksPerWorker: 1,
+      // The waiting is done here (compress never rejects for a full queue), so Piscina's own queue
+      // never holds more than `maxQueue` tasks plus readiness pings.
+      maxQueue: Infinity,
+    });
+    // An error no task can be blamed for (Piscina replaces a dead worker by itself). Without a
+    // listener, EventEmitter would throw it and take the process down.
+    this.#piscina.on('error', () => {});
+  }
+
+  get pending(): number {
+    return this.#submitted + this.#waiting.length;
+  }
+
+  get utilization(): number {
+    return this.#piscina.utilization;
+  }
+
+  async compress(input: Buffer, options: CompressionOptions): Promise<CompressResult> {
+    if (!(input instanceof Uint8Array)) throw new TypeError('input must be a Buffer');
+    validateOptions(options);
+    if (this.#closed) throw new PoolClosedError();
+
+    if (this.#submitted >= this.#limit) {
+      // Wait for a finishing task to hand its slot over (see #release).
+      await new Promise<void>((resume, abandon) => this.#waiting.push({ resume, abandon }));
+    } else {
+      this.#submitted++;
+    }
+
+    try {
+      const bytes = transferableBytes(input);
+      const task: CompressTask = {
+        input: bytes,
+        options: { quality: options.quality, format: options.format, maxWidth: options.maxWidth ?? null, maxHeight: options.maxHeight ?? null },
+        maxPixels: this.#maxPixels,
+      };
+      let result: WorkerResult;
+      try {
+        result = (await this.#piscina.run(task, { transferList: [bytes.buffer] })) as WorkerResult;
+        this.#lastRoundTrip = Date.now();
+      } catch (error) {
+        // The thread died under the task (Piscina starts a new one), or the pool is shutting down.
+        if (this.#closed) throw new PoolClosedError();
+        const message = error instanceof Error ? error.message : String(error);
+        return { ok: false, code: 'DECODE_ERROR', message: `The image could not be processed: the worker failed (${message})` };
+      }
+      if (!result.ok) return result;
+      const { data } = result;
+      // A Buffer view of the transferred ArrayBuffer: no copy.
+      return { ...result, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+    } finally {
+      this.#release();
+    }
+  }
+
+  /** A settled task hands its slot to the next waiting caller, or frees it. */
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next.resume();
+    else this.#submitted--;
+  }
+
+  async ready(): Promise<boolean> {
+    if (this.#closed) return false;
+    if (Date.now() - this.#lastRoundTrip < RECENT_ROUND_TRIP_MS) return true;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const ping = this.#piscina.run(null, { name: 'ping' }) as Promise<unknown>;
+      const timeout = new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), PING_TIMEOUT_MS);
+        timer.unref();
+      });
+      // A late ping is left to finish on its own (aborting it could kill a thread).
+      ping.catch(() => {});
+      const answer = await Promise.race([ping, timeout]);
+      if (answer !== true) return false;
+      this.#lastRoundTrip = Date.now();
+      return true;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  close(): Promise<void> {
+    if (!this.#closing) {
+      this.#closed = true;
+      for (const waiter of this.#waiting.splice(0)) waiter.abandon(new PoolClosedError());
+      this.#closing = this.#piscina.close();
+    }
+    return this.#closing;
+  }
+}

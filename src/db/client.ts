@@ -1,0 +1,141 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { sql, type SQL } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import * as schema from '../../drizzle/schema.ts';
+
+/** One type for both drivers: the query builder behaves the same on each. */
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+/** A transaction or the database itself: queries take either. */
+export type Queryable = Pick<Db, 'select' | 'insert' | 'update' | 'delete' | 'execute'>;
+
+export interface Database {
+  db: Db;
+  driver: 'pglite' | 'postgres';
+  /** Runs a raw statement and returns its rows the same way on both drivers. */
+  rows<T = Record<string, unknown>>(query: SQL, on?: Queryable): Promise<T[]>;
+  /** Calls `onMessage` for every NOTIFY on `channel`; `onReconnect` after a lost listen connection came back. */
+  listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>;
+  /** True when the database answers a trivial query. */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../drizzle');
+/** Any constant works; it only has to be the same on every instance. */
+const MIGRATION_LOCK_KEY = 0x5_9_0_e_e_2_e;
+
+export interface OpenDatabaseOptions {
+  /** Postgres URL; when unset, PGlite is used. */
+  databaseUrl?: string;
+  /** PGlite's data directory; unset keeps the embedded database in memory (tests). */
+  pgliteDir?: string;
+  /** Largest number of pooled Postgres connections. */
+  maxConnections?: number;
+  onNotice?: (message: string) => void;
+}
+
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openPglite(options.pgliteDir);
+}
+
+async function openPglite(dir: string | undefined): Promise<Database> {
+  if (dir) await mkdir(dir, { recursive: true });
+  const client = new PGlite(dir);
+  await client.waitReady;
+  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  await migratePglite(db as never, { migrationsFolder });
+  let closed = false;
+  return {
+    db,
+    driver: 'pglite',
+    async rows<T>(query: SQL, on: Queryable = db) {
+      const result = (await on.execute(query)) as unknown as { rows: T[] };
+      return result.rows;
+    },
+    async listen(channel, onMessage) {
+      const unlisten = await client.listen(channel, onMessage);
+      return async () => {
+        if (!closed) await unlisten();
+      };
+    },
+    async ping() {
+      if (closed) return false;
+      try {
+        await client.query('select 1');
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await client.close();
+    },
+  };
+}
+
+async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<Database> {
+  const client = postgres(url, {
+    max: options.maxConnections ?? 10,
+    onnotice: (notice) => options.onNotice?.(String(notice.message)),
+    // Ingest sends large batches; the default would prepare every distinct batch shape.
+    prepare: true,
+    connection: { application_name: 'squeeze' },
+  });
+  const db = drizzlePostgres(client, { schema }) as unknown as Db;
+
+  // Several instances may start together: the advisory lock lets one migrate while the others wait.
+  // One connection (max: 1), so the lock, the migration and the unlock share a session.
+  const migrator = postgres(url, { max: 1, onnotice: () => undefined });
+  try {
+    await migrator`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+    await migratePostgres(drizzlePostgres(migrator, { schema }), { migrationsFolder });
+    await migrator`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+  } finally {
+    await migrator.end({ timeout: 5 });
+  }
+
+  return {
+    db,
+    driver: 'postgres',
+    async rows<T>(query: SQL, on: Queryable = db) {
+      return (await on.execute(query)) as unknown as T[];
+    },
+    async listen(channel, onMessage, onReconnect) {
+      let first = true;
+      const { unlisten } = await client.listen(channel, onMessage, () => {
+        // postgres.js calls this on the first listen and again after every reconnect.
+        if (!first) onReconnect?.();
+        first = false;
+      });
+      return async () => {
+        await unlisten().catch(() => undefined);
+      };
+    },
+    async ping() {
+      try {
+        await client`select 1`;
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await client.end({ timeout: 5 });
+    },
+  };
+}
+
+/** Sends a NOTIFY inside the caller's transaction: it reaches listeners only if that transaction commits. */
+export function notify(on: Queryable, channel: string, payload: string) {
+  return on.execute(sql`select pg_notify(${channel}, ${payload})`);
+}

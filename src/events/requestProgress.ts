@@ -1,0 +1,62 @@
+import { Repeater } from 'graphql-yoga';
+import type { RequestRow } from '../../drizzle/schema.ts';
+import { getRequest } from '../db/requests.ts';
+import { ServiceError } from '../errors.ts';
+import { hasEnded, progressOf, type Progress, type RequestStatus } from '../statuses.ts';
+import type { Services } from '../services.ts';
+import type { ProgressEvent } from './progressBus.ts';
+
+export interface ProgressUpdate {
+  requestId: string;
+  status: RequestStatus;
+  progress: Progress;
+  /** The image whose change caused this update; null on the first one. */
+  imageId: string | null;
+  version: number;
+}
+
+function updateOf(source: RequestRow | ProgressEvent, imageId: string | null): ProgressUpdate {
+  const requestId = 'requestId' in source ? source.requestId : source.id;
+  return { requestId, status: source.status as RequestStatus, progress: progressOf(source), imageId, version: source.version };
+}
+
+/**
+ * The current state of a request, then one update per change, ending after the state whose status has
+ * ended. Listening starts before the snapshot is read, so no change falls between the two; updates at
+ * or below the version already sent are dropped. When the listen connection was lost and came back, the
+ * state is read again, so a subscriber never waits for an end that already happened.
+ * Unknown ids end the iterator with a NOT_FOUND ServiceError.
+ */
+export function requestProgress(services: Pick<Services, 'database' | 'bus'>, requestId: string): AsyncIterableIterator<ProgressUpdate> {
+  return new Repeater<ProgressUpdate>(async (push, stop) => {
+    let version = -1;
+    let early: ProgressUpdate[] | undefined = [];
+    const deliver = (update: ProgressUpdate) => {
+      if (update.version <= version) return;
+      version = update.version;
+      void push(update);
+      if (hasEnded(update.status)) stop();
+    };
+    const receive = (update: ProgressUpdate) => (early ? early.push(update) : deliver(update));
+    const readState = async () => {
+      const row = await getRequest(services.database.db, requestId);
+      if (!row) throw new ServiceError('NOT_FOUND', `Request ${requestId} not found`);
+      return updateOf(row, null);
+    };
+    const unsubscribe = services.bus.subscribe(
+      requestId,
+      (event) => receive(updateOf(event, event.imageId)),
+      () => void readState().then(receive, () => undefined),
+    );
+    try {
+      deliver(await readState());
+      const buffered = early;
+      early = undefined;
+      buffered.forEach(deliver);
+    } catch (error) {
+      stop(error);
+    }
+    await stop;
+    unsubscribe();
+  });
+}

@@ -1,0 +1,38 @@
+import pino from 'pino';
+import { buildApp } from './app.ts';
+import { ConfigError, loadConfig } from './config.ts';
+
+let config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    console.error(`Squeeze cannot start: ${error.message}`);
+    process.exit(1);
+  }
+  throw error;
+}
+
+const logger = pino({ level: config.logLevel });
+const app = await buildApp({ config, logger });
+const url = await app.start();
+logger.info(
+  { url, publicUrl: config.publicUrl, database: config.databaseUrl ? 'postgres' : `pglite (${config.dataDir})`, role: config.role, threads: config.workerThreads },
+  `Squeeze is listening: GraphiQL at ${config.publicUrl}/graphql`,
+);
+
+let stopping = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping: finishing in-flight images, then closing');
+    app.stop().then(
+      () => process.exit(0),
+      (error) => {
+        logger.error({ err: error }, 'stopping failed');
+        process.exit(1);
+      },
+    );
+  });
+}

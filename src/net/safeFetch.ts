@@ -1,0 +1,322 @@
+import { Agent, buildConnector, request } from 'undici';
+import { BlockedAddressError, type AddressGuard } from './addressGuard.ts';
+
+/**
+ * Outbound HTTP for URLs that strangers supply. Every hop (the first URL and each redirect) goes through
+ * the AddressGuard, and the connection is made to exactly the addresses the guard checked: a one-off
+ * undici Agent whose connector replaces the hostname with the pinned IP (the Host header and TLS SNI /
+ * certificate check still use the URL's hostname). No DNS lookup happens after the check.
+ */
+
+export type FetchFailureCode = 'BLOCKED_ADDRESS' | 'DOWNLOAD_TIMEOUT' | 'HTTP_ERROR' | 'NETWORK_ERROR' | 'TOO_LARGE';
+
+export class FetchFailure extends Error {
+  override name = 'FetchFailure';
+  code: FetchFailureCode;
+  status?: number;
+  transient: boolean;
+  retryAfterMs?: number;
+
+  constructor(
+    code: FetchFailureCode,
+    message: string,
+    opts: { transient: boolean; status?: number; retryAfterMs?: number; cause?: unknown },
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.transient = opts.transient;
+    if (opts.status !== undefined) this.status = opts.status;
+    if (opts.retryAfterMs !== undefined) this.retryAfterMs = opts.retryAfterMs;
+  }
+}
+
+export interface SafeFetchOptions {
+  guard: AddressGuard;
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  maxBytes: number; // response body limit, counted while streaming whatever content-length says
+  connectTimeoutMs: number;
+  totalTimeoutMs: number; // whole request incl. body; a server that trickles bytes is cut here
+  maxRedirects: number; // 0 = do not follow (webhooks); each hop is checked by the guard again
+  signal?: AbortSignal;
+}
+
+export interface SafeFetchResult {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+  finalUrl: string;
+}
+
+export const DEFAULT_USER_AGENT = 'Squeeze/0.1 (+image compression)';
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/** Headers that must not follow a redirect to another origin. */
+const CREDENTIAL_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
+/** Network errors that will not go away by retrying. */
+const PERMANENT_NETWORK_CODES = new Set([
+  'ENOTFOUND',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'UND_ERR_INVALID_ARG',
+  'UND_ERR_NOT_SUPPORTED',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_RES_EXCEEDED_MAX_SIZE',
+]);
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** Retry-After as delay-seconds or an HTTP-date; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+function flattenHeaders(raw: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (value === undefined) continue;
+    out[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return out;
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** Maps an error from the guard, DNS, connect or transfer to a FetchFailure (when it is not one already). */
+function toFailure(err: unknown, url: URL): FetchFailure {
+  if (err instanceof FetchFailure) return err;
+  if (err instanceof BlockedAddressError) {
+    return new FetchFailure('BLOCKED_ADDRESS', err.message, { transient: false, cause: err });
+  }
+  const code = errorCode(err);
+  const detail = err instanceof Error ? err.message : String(err);
+  if (code && TIMEOUT_CODES.has(code)) {
+    return new FetchFailure('DOWNLOAD_TIMEOUT', `${url.host}: ${detail}`, { transient: true, cause: err });
+  }
+  if (code === 'ENOTFOUND') {
+    return new FetchFailure('NETWORK_ERROR', `${url.hostname} does not resolve (ENOTFOUND)`, { transient: false, cause: err });
+  }
+  const permanent = code !== undefined && (PERMANENT_NETWORK_CODES.has(code) || code.startsWith('HPE_'));
+  return new FetchFailure('NETWORK_ERROR', `${url.host}: ${detail}${code && !detail.includes(code) ? ` (${code})` : ''}`, {
+    transient: !permanent,
+    cause: err,
+  });
+}
+
+/** A connector that dials the pinned addresses in order (next one only if connecting fails), never DNS. */
+function pinnedConnector(addresses: { address: string }[], timeoutMs: number): buildConnector.connector {
+  const base = buildConnector({ timeout: timeoutMs });
+  return (options, callback) => {
+    let index = 0;
+    const attempt = (): void => {
+      base({ ...options, hostname: addresses[index]!.address }, (...args) => {
+        const [err] = args;
+        if (err && index + 1 < addresses.length && errorCode(err) !== 'UND_ERR_CONNECT_TIMEOUT') {
+          index += 1;
+          attempt();
+          return;
+        }
+        callback(...args);
+      });
+    };
+    attempt();
+  };
+}
+
+function abortableRace<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** GET (or POST) with the guard applied to every hop. Non-2xx: throws FetchFailure HTTP_ERROR (with status; transient for 408, 429, 5xx; retryAfterMs from Retry-After seconds or HTTP-date) unless opts.acceptAnyStatus. */
+export async function safeFetch(
+  url: string,
+  opts: SafeFetchOptions & { acceptAnyStatus?: boolean },
+): Promise<SafeFetchResult> {
+  const callerSignal = opts.signal;
+  callerSignal?.throwIfAborted();
+
+  const controller = new AbortController();
+  const timeoutFailure = new FetchFailure('DOWNLOAD_TIMEOUT', `download did not finish within ${opts.totalTimeoutMs} ms`, {
+    transient: true,
+  });
+  const timer = setTimeout(() => controller.abort(timeoutFailure), opts.totalTimeoutMs);
+  const onCallerAbort = (): void => controller.abort(callerSignal?.reason);
+  callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
+
+  let current: URL;
+  try {
+    current = new URL(url);
+  } catch (err) {
+    clearTimeout(timer);
+    callerSignal?.removeEventListener('abort', onCallerAbort);
+    throw new FetchFailure('BLOCKED_ADDRESS', `not an absolute URL: ${url}`, { transient: false, cause: err });
+  }
+
+  try {
+    return await fetchHops(current, opts, controller.signal);
+  } catch (err) {
+    if (callerSignal?.aborted) throw callerSignal.reason;
+    if (controller.signal.aborted) {
+      // A timeout surfaces as whatever undici or the stream threw; report the timeout itself.
+      throw timeoutFailure;
+    }
+    throw toFailure(err, current);
+  } finally {
+    clearTimeout(timer);
+    callerSignal?.removeEventListener('abort', onCallerAbort);
+  }
+}
+
+async function fetchHops(start: URL, opts: SafeFetchOptions & { acceptAnyStatus?: boolean }, signal: AbortSignal): Promise<SafeFetchResult> {
+  let current = start;
+  let method: 'GET' | 'POST' = opts.method ?? 'GET';
+  let body = opts.body;
+  const headers: Record<string, string> = { 'user-agent': DEFAULT_USER_AGENT };
+  for (const [name, value] of Object.entries(opts.headers ?? {})) headers[name.toLowerCase()] = value;
+
+  for (let redirects = 0; ; redirects++) {
+    let addresses: { address: string; family: 4 | 6 }[];
+    try {
+      addresses = await abortableRace(opts.guard.resolve(current), signal);
+    } catch (err) {
+      throw toFailure(err, current);
+    }
+
+    const agent = new Agent({
+      connect: pinnedConnector(addresses, opts.connectTimeoutMs),
+      headersTimeout: opts.totalTimeoutMs,
+      bodyTimeout: opts.totalTimeoutMs,
+      pipelining: 1,
+    });
+    try {
+      let res;
+      try {
+        res = await request(current, {
+          dispatcher: agent,
+          method,
+          headers,
+          body: method === 'POST' ? (body ?? '') : undefined,
+          signal,
+        });
+      } catch (err) {
+        throw toFailure(err, current);
+      }
+      const status = res.statusCode;
+      const resHeaders = flattenHeaders(res.headers);
+      const location = resHeaders['location'];
+
+      if (REDIRECT_STATUSES.has(status) && location !== undefined && opts.maxRedirects > 0) {
+        discard(res.body);
+        if (redirects >= opts.maxRedirects) {
+          throw new FetchFailure('HTTP_ERROR', `too many redirects (more than ${opts.maxRedirects}) from ${start.href}`, {
+            transient: false,
+            status,
+          });
+        }
+        let next: URL;
+        try {
+          next = new URL(location, current);
+        } catch (err) {
+          throw new FetchFailure('HTTP_ERROR', `${current.href} redirects to an invalid location`, {
+            transient: false,
+            status,
+            cause: err,
+          });
+        }
+        if (status === 303 || ((status === 301 || status === 302) && method === 'POST')) {
+          method = 'GET';
+          body = undefined;
+          delete headers['content-type'];
+          delete headers['content-length'];
+        }
+        if (next.origin !== current.origin) for (const name of CREDENTIAL_HEADERS) delete headers[name];
+        current = next;
+        continue;
+      }
+
+      const ok = status >= 200 && status < 300;
+      if (!ok && !opts.acceptAnyStatus) {
+        discard(res.body);
+        const retryAfterMs = parseRetryAfter(resHeaders['retry-after']);
+        throw new FetchFailure('HTTP_ERROR', `${current.href} answered HTTP ${status}`, {
+          transient: status === 408 || status === 429 || status >= 500,
+          status,
+          ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+        });
+      }
+
+      const data = await readLimited(res.body, resHeaders['content-length'], opts.maxBytes, current);
+      return { status, headers: resHeaders, body: data, finalUrl: current.href };
+    } finally {
+      agent.destroy().catch(() => {});
+    }
+  }
+}
+
+interface BodyStream extends AsyncIterable<Buffer> {
+  destroy(err?: Error): void;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+
+/** Drops a response body we will not read; undici reports the destroy as an 'error' we do not care about. */
+function discard(stream: BodyStream): void {
+  stream.on('error', () => {});
+  stream.destroy();
+}
+
+async function readLimited(
+  stream: BodyStream,
+  contentLength: string | undefined,
+  maxBytes: number,
+  url: URL,
+): Promise<Buffer> {
+  const tooLarge = (): FetchFailure =>
+    new FetchFailure('TOO_LARGE', `${url.href} is larger than the limit of ${maxBytes} bytes`, { transient: false });
+
+  if (contentLength !== undefined && /^\d+$/.test(contentLength.trim()) && Number(contentLength) > maxBytes) {
+    discard(stream);
+    throw tooLarge();
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of stream) {
+      total += chunk.length;
+      if (total > maxBytes) {
+        discard(stream);
+        throw tooLarge();
+      }
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    if (err instanceof FetchFailure) throw err;
+    throw toFailure(err, url);
+  }
+  return Buffer.concat(chunks, total);
+}

@@ -1,0 +1,220 @@
+import { and, eq, sql } from 'drizzle-orm';
+import { images, requests, type RequestRow } from '../../drizzle/schema.ts';
+import type { Database, Queryable } from '../db/client.ts';
+import { ServiceError } from '../errors.ts';
+import { publishProgress } from '../events/progressBus.ts';
+import { writeRequestOutputs } from '../output/requestOutputs.ts';
+import type { RequestStatus, ImageErrorCode } from '../statuses.ts';
+import { hasEnded } from '../statuses.ts';
+import type { Storage } from '../storage/localStorage.ts';
+import { queueWebhook, webhookPayload } from '../webhooks/outbox.ts';
+import { isUuid } from '../db/requests.ts';
+
+export interface LifecycleDeps {
+  database: Database;
+  storage: Storage;
+  now?: () => Date;
+}
+
+export type ImageOutcome =
+  | {
+      kind: 'done';
+      outputKey: string;
+      inputBytes: number;
+      outputBytes: number;
+      width: number;
+      height: number;
+      format: string;
+    }
+  | { kind: 'failed'; code: ImageErrorCode; message: string; inputBytes?: number }
+  | { kind: 'retry'; code: ImageErrorCode; message: string; delayMs: number };
+
+/** Images of one request, found through its products (images_product_idx) rather than a third index on images. */
+const ofRequest = (requestId: string) => sql`product_id in (select id from products where request_id = ${requestId})`;
+
+/**
+ * Records what became of one claimed image, in one transaction with the request's counters, and, when
+ * it was the request's last image, the request's end: status, output CSV and queued webhook.
+ *
+ * The request row is locked first (`for update`), as cancel and retry also do, so the counters and the
+ * end are decided one image at a time per request: the end happens exactly once. The image update
+ * requires the lease (`locked_by`), so an image whose lease expired and was taken by another instance
+ * is not counted twice; this call then returns false.
+ */
+export async function finishImage(deps: LifecycleDeps, workerId: string, imageId: string, outcome: ImageOutcome): Promise<boolean> {
+  const { database } = deps;
+  return database.db.transaction(async (tx) => {
+    if (outcome.kind === 'retry') {
+      const retried = await tx
+        .update(images)
+        .set({
+          status: 'PENDING',
+          lockedBy: null,
+          lockedUntil: null,
+          nextAttemptAt: sql`now() + make_interval(secs => ${outcome.delayMs / 1000})`,
+          errorCode: outcome.code,
+          errorMessage: outcome.message,
+        })
+        .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')))
+        .returning({ id: images.id });
+      return retried.length > 0;
+    }
+
+    const [owner] = await tx
+      .select({ requestId: images.requestId })
+      .from(images)
+      .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')));
+    if (!owner) return false;
+    const [request] = await tx.select().from(requests).where(eq(requests.id, owner.requestId)).for('update');
+    if (!request) return false;
+
+    // An image of a cancelled request that comes back is counted as cancelled, and its output is not used.
+    const status = request.status === 'CANCELLED' ? 'CANCELLED' : outcome.kind === 'done' ? 'DONE' : 'FAILED';
+    const finished = await tx
+      .update(images)
+      .set({
+        status,
+        lockedBy: null,
+        lockedUntil: null,
+        nextAttemptAt: null,
+        finishedAt: sql`now()`,
+        ...(outcome.kind === 'done'
+          ? {
+              errorCode: null,
+              errorMessage: null,
+              outputKey: outcome.outputKey,
+              inputBytes: outcome.inputBytes,
+              outputBytes: outcome.outputBytes,
+              width: outcome.width,
+              height: outcome.height,
+              format: outcome.format,
+            }
+          : { errorCode: outcome.code, errorMessage: outcome.message, inputBytes: outcome.inputBytes ?? null }),
+      })
+      .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')))
+      .returning({ id: images.id });
+    if (finished.length === 0) return false;
+
+    const counts = {
+      done: request.done + (status === 'DONE' ? 1 : 0),
+      failed: request.failed + (status === 'FAILED' ? 1 : 0),
+      cancelled: request.cancelled + (status === 'CANCELLED' ? 1 : 0),
+    };
+    const ends = request.status === 'PROCESSING' && counts.done + counts.failed + counts.cancelled === request.total;
+    const [updated] = await tx
+      .update(requests)
+      .set({ ...counts, version: sql`${requests.version} + 1` })
+      .where(eq(requests.id, request.id))
+      .returning();
+    let final = updated!;
+    if (ends) final = await endRequest(deps, tx, final, counts.failed > 0 ? 'FAILED' : 'COMPLETED');
+    await publishProgress(tx, progressEventOf(final, imageId));
+    return true;
+  });
+}
+
+/** Ends a request inside the caller's transaction: its final status, the output CSV, and the webhook in the outbox. */
+async function endRequest(deps: LifecycleDeps, tx: Queryable, request: RequestRow, status: RequestStatus): Promise<RequestRow> {
+  const now = deps.now?.() ?? new Date();
+  const ended: RequestRow = { ...request, status, completedAt: now };
+  const { csvKey, rows } = await writeRequestOutputs(tx, deps.storage, ended, { collectRows: Boolean(request.webhookUrl) });
+  const [saved] = await tx
+    .update(requests)
+    .set({ status, completedAt: now, outputCsvKey: csvKey, version: sql`${requests.version} + 1` })
+    .where(eq(requests.id, request.id))
+    .returning();
+  await queueWebhook(tx, saved!, webhookPayload(saved!, deps.storage.url(csvKey), rows, now));
+  return saved!;
+}
+
+export function progressEventOf(request: RequestRow, imageId: string | null) {
+  return {
+    requestId: request.id,
+    imageId,
+    status: request.status as RequestStatus,
+    version: request.version,
+    total: request.total,
+    done: request.done,
+    failed: request.failed,
+    cancelled: request.cancelled,
+  };
+}
+
+async function lockRequest(tx: Queryable, id: string): Promise<RequestRow> {
+  const [request] = isUuid(id) ? await tx.select().from(requests).where(eq(requests.id, id)).for('update') : [];
+  if (!request) throw new ServiceError('NOT_FOUND', `Request ${id} not found`);
+  return request;
+}
+
+/** Starts a request uploaded with autoStart: false: its images become claimable now. */
+export async function startRequest(deps: LifecycleDeps, id: string): Promise<RequestRow> {
+  return deps.database.db.transaction(async (tx) => {
+    const request = await lockRequest(tx, id);
+    if (request.status !== 'PENDING') {
+      throw new ServiceError('BAD_REQUEST', `Request ${id} is ${request.status.toLowerCase()}; only a pending request can be started`);
+    }
+    await tx.execute(sql`update images set next_attempt_at = now() where status = 'PENDING' and ${ofRequest(id)}`);
+    const [started] = await tx
+      .update(requests)
+      .set({ status: 'PROCESSING', startedAt: sql`now()`, version: sql`${requests.version} + 1` })
+      .where(eq(requests.id, id))
+      .returning();
+    await publishProgress(tx, progressEventOf(started!, null));
+    return started!;
+  });
+}
+
+/**
+ * Cancels a request: images not yet claimed are cancelled at once; images in flight are counted as
+ * cancelled when they come back (see finishImage). The request ends now, with its output CSV and webhook.
+ */
+export async function cancelRequest(deps: LifecycleDeps, id: string): Promise<RequestRow> {
+  return deps.database.db.transaction(async (tx) => {
+    const request = await lockRequest(tx, id);
+    if (hasEnded(request.status as RequestStatus)) {
+      throw new ServiceError('BAD_REQUEST', `Request ${id} has already ended (${request.status.toLowerCase()}) and cannot be cancelled`);
+    }
+    const cancelled = await deps.database.rows(
+      sql`update images set status = 'CANCELLED', next_attempt_at = null, finished_at = now()
+          where status = 'PENDING' and ${ofRequest(id)} returning id`,
+      tx,
+    );
+    const [counted] = await tx
+      .update(requests)
+      .set({ cancelled: request.cancelled + cancelled.length, version: sql`${requests.version} + 1` })
+      .where(eq(requests.id, id))
+      .returning();
+    const ended = await endRequest(deps, tx, counted!, 'CANCELLED');
+    await publishProgress(tx, progressEventOf(ended, null));
+    return ended;
+  });
+}
+
+/** Puts a failed request's failed images back in line; the request ends again, with a new output CSV and webhook. */
+export async function retryFailedImages(deps: LifecycleDeps, id: string): Promise<RequestRow> {
+  return deps.database.db.transaction(async (tx) => {
+    const request = await lockRequest(tx, id);
+    if (request.status !== 'FAILED') {
+      throw new ServiceError('BAD_REQUEST', `Request ${id} is ${request.status.toLowerCase()}; only a failed request has images to retry`);
+    }
+    const retried = await deps.database.rows(
+      sql`update images set status = 'PENDING', attempts = 0, error_code = null, error_message = null,
+            next_attempt_at = now(), finished_at = null
+          where status = 'FAILED' and ${ofRequest(id)} returning id`,
+      tx,
+    );
+    const [restarted] = await tx
+      .update(requests)
+      .set({
+        status: 'PROCESSING',
+        failed: request.failed - retried.length,
+        completedAt: null,
+        outputCsvKey: null,
+        version: sql`${requests.version} + 1`,
+      })
+      .where(eq(requests.id, id))
+      .returning();
+    await publishProgress(tx, progressEventOf(restarted!, null));
+    return restarted!;
+  });
+}

@@ -1,0 +1,238 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config.ts';
+import type { CompressionPool } from '../compress/compressionPool.ts';
+import { outputExtension } from '../compress/compressionPool.ts';
+import type { Database } from '../db/client.ts';
+import { claimImages, extendLeases, releaseExpiredLeases, releaseImages, type ClaimedImage } from '../db/images.ts';
+import type { AddressGuard } from '../net/addressGuard.ts';
+import { FetchFailure, safeFetch } from '../net/safeFetch.ts';
+import { finishImage, type ImageOutcome } from '../requests/lifecycle.ts';
+import type { Storage } from '../storage/localStorage.ts';
+import type { ImageErrorCode } from '../statuses.ts';
+
+export interface RunnerDeps {
+  database: Database;
+  storage: Storage;
+  pool: CompressionPool;
+  guard: AddressGuard;
+  config: Config;
+  logger: Logger;
+  /** Names this instance in `images.locked_by`. */
+  workerId: string;
+  /** Random source for backoff jitter; tests may fix it. */
+  random?: () => number;
+}
+
+export interface Runner {
+  start(): void;
+  /** New work may be there (an upload committed, a request started): claim now instead of at the next poll. */
+  wake(): void;
+  /** Stops claiming, lets in-flight images finish for `graceMs`, then gives the rest back to the queue. */
+  stop(graceMs: number): Promise<void>;
+  readonly inFlight: number;
+}
+
+const IDLE_POLL_MS = 1_000;
+const SWEEP_INTERVAL_MS = 5_000;
+
+/** Exponential backoff with full jitter: 1 s, 2 s, 4 s … capped at 5 min, each times a random factor in [0.5, 1). */
+export function retryDelayMs(attempts: number, random: () => number = Math.random): number {
+  const base = Math.min(1_000 * 2 ** Math.max(0, attempts - 1), 300_000);
+  return Math.round(base * (0.5 + random() / 2));
+}
+
+/**
+ * The worker loop of one instance: claims due images in batches, downloads them on the main thread,
+ * compresses them in the pool, stores the output and records the outcome.
+ *
+ * At most `maxInFlight` images are held at once (downloads plus the pool's queue), so memory stays flat
+ * whatever the request's size; with four per thread, downloads run ahead of compression and the threads
+ * do not wait on the network.
+ */
+export function createRunner(deps: RunnerDeps): Runner {
+  const { database, storage, pool, guard, config, logger, workerId } = deps;
+  const random = deps.random ?? Math.random;
+  const maxInFlight = pool.threads * 4;
+  // Claim when at least a thread's worth of room is free: fewer, larger claims.
+  const claimBatch = Math.max(1, pool.threads);
+  const inFlight = new Map<string, AbortController>();
+  let running = false;
+  let stopping = false;
+  let wakeUp: (() => void) | undefined;
+  // A wake that came while the loop was busy (claiming) is kept, so the next sleep returns at once.
+  let woken = false;
+  let loopDone: Promise<void> | undefined;
+  const timers: NodeJS.Timeout[] = [];
+  const settled = new Set<Promise<void>>();
+
+  const wake = () => {
+    const resolve = wakeUp;
+    wakeUp = undefined;
+    if (resolve) resolve();
+    else woken = true;
+  };
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (woken) {
+        woken = false;
+        resolve();
+        return;
+      }
+      const timer = setTimeout(() => {
+        wakeUp = undefined;
+        resolve();
+      }, ms);
+      wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
+  async function loop() {
+    while (!stopping) {
+      const room = maxInFlight - inFlight.size;
+      if (room < claimBatch) {
+        await sleep(IDLE_POLL_MS);
+        continue;
+      }
+      let claimed: ClaimedImage[];
+      try {
+        claimed = await claimImages(database, workerId, room, config.leaseMs);
+      } catch (error) {
+        logger.warn({ err: error }, 'claiming images failed; trying again');
+        await sleep(IDLE_POLL_MS);
+        continue;
+      }
+      for (const image of claimed) track(image);
+      if (claimed.length < room) await sleep(IDLE_POLL_MS);
+    }
+  }
+
+  function track(image: ClaimedImage) {
+    const controller = new AbortController();
+    inFlight.set(image.id, controller);
+    const work = processImage(image, controller.signal)
+      .catch((error) => logger.error({ err: error, imageId: image.id }, 'image processing failed unexpectedly'))
+      .finally(() => {
+        inFlight.delete(image.id);
+        settled.delete(work);
+        wake();
+      });
+    settled.add(work);
+  }
+
+  async function processImage(image: ClaimedImage, signal: AbortSignal) {
+    const outcome = await compressOne(image, signal);
+    if (signal.aborted) return;
+    // The database may be briefly away; keep the outcome and try again until the lease would run out.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await finishImage({ database, storage }, workerId, image.id, outcome);
+        return;
+      } catch (error) {
+        if (attempt >= 5 || signal.aborted) throw error;
+        logger.warn({ err: error, imageId: image.id }, 'recording an image failed; trying again');
+        await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
+      }
+    }
+  }
+
+  async function compressOne(image: ClaimedImage, signal: AbortSignal): Promise<ImageOutcome> {
+    let body: Buffer;
+    try {
+      ({ body } = await safeFetch(image.inputUrl, {
+        guard,
+        maxBytes: config.maxImageBytes,
+        connectTimeoutMs: config.connectTimeoutMs,
+        totalTimeoutMs: config.downloadTimeoutMs,
+        maxRedirects: config.maxRedirects,
+        signal,
+      }));
+    } catch (error) {
+      if (error instanceof FetchFailure) {
+        if (error.transient && image.attempts < config.maxAttempts) {
+          const delayMs = error.retryAfterMs ?? retryDelayMs(image.attempts, random);
+          return { kind: 'retry', code: error.code, message: error.message, delayMs: Math.min(delayMs, 600_000) };
+        }
+        return { kind: 'failed', code: error.code, message: error.message };
+      }
+      if (signal.aborted) throw error;
+      logger.error({ err: error, imageId: image.id }, 'download failed unexpectedly');
+      return retryOrFail(image, 'NETWORK_ERROR', 'The download failed unexpectedly');
+    }
+
+    const inputBytes = body.byteLength;
+    const options = {
+      quality: image.options.quality,
+      format: image.options.format as 'JPEG' | 'WEBP' | 'AVIF' | 'PNG',
+      maxWidth: image.options.maxWidth ?? null,
+      maxHeight: image.options.maxHeight ?? null,
+    };
+    const result = await pool.compress(body, options);
+    if (!result.ok) return { kind: 'failed', code: result.code, message: result.message, inputBytes };
+    // The key depends only on the image: a retried or re-run image overwrites its earlier output.
+    const outputKey = `requests/${image.requestId}/${image.id}.${outputExtension(result.format)}`;
+    await storage.write(outputKey, result.data);
+    return {
+      kind: 'done',
+      outputKey,
+      inputBytes,
+      outputBytes: result.data.byteLength,
+      width: result.width,
+      height: result.height,
+      format: result.format,
+    };
+  }
+
+  function retryOrFail(image: ClaimedImage, code: ImageErrorCode, message: string): ImageOutcome {
+    if (image.attempts < config.maxAttempts) return { kind: 'retry', code, message, delayMs: retryDelayMs(image.attempts, random) };
+    return { kind: 'failed', code, message };
+  }
+
+  return {
+    start() {
+      if (running) return;
+      running = true;
+      loopDone = loop();
+      timers.push(
+        setInterval(() => {
+          extendLeases(database.db, workerId, [...inFlight.keys()], config.leaseMs).catch((error) =>
+            logger.warn({ err: error }, 'extending leases failed'),
+          );
+        }, Math.max(500, config.leaseMs / 3)),
+        setInterval(() => {
+          releaseExpiredLeases(database)
+            .then((released) => {
+              if (released > 0) {
+                logger.info({ released }, 'returned images with expired leases to the queue');
+                wake();
+              }
+            })
+            .catch((error) => logger.warn({ err: error }, 'sweeping expired leases failed'));
+        }, SWEEP_INTERVAL_MS),
+      );
+    },
+    wake,
+    async stop(graceMs) {
+      if (!running) return;
+      stopping = true;
+      wake();
+      timers.forEach(clearInterval);
+      await loopDone;
+      const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
+      await Promise.race([Promise.allSettled([...settled]), grace]);
+      const left = [...inFlight.keys()];
+      if (left.length > 0) {
+        for (const controller of inFlight.values()) controller.abort();
+        await releaseImages(database.db, workerId, left).catch((error) =>
+          logger.warn({ err: error }, 'releasing unfinished images failed; their leases will expire'),
+        );
+        logger.info({ released: left.length }, 'gave unfinished images back to the queue');
+      }
+      running = false;
+    },
+    get inFlight() {
+      return inFlight.size;
+    },
+  };
+}

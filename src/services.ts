@@ -1,0 +1,22 @@
+import type { Logger } from 'pino';
+import type { Config } from './config.ts';
+import type { Database } from './db/client.ts';
+import type { ProgressBus } from './events/progressBus.ts';
+import type { AddressGuard } from './net/addressGuard.ts';
+import type { Storage } from './storage/localStorage.ts';
+
+/** What resolvers and routes reach the system through; built once by buildApp and passed in. */
+export interface Services {
+  config: Config;
+  database: Database;
+  storage: Storage;
+  bus: ProgressBus;
+  guard: AddressGuard;
+  logger: Logger;
+  /** Called after new claimable images were committed: the local runner claims them at once. */
+  workQueued(): void;
+}
+
+export interface GraphQLContext {
+  services: Services;
+}

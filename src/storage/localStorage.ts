@@ -1,0 +1,65 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+
+/** Where outputs live. Keys are relative paths like `requests/<id>/<image>.jpg`; the same key always overwrites. */
+export interface Storage {
+  write(key: string, data: Buffer | string): Promise<void>;
+  /** A readable stream and size, or undefined when the key has no file. */
+  open(key: string): Promise<{ stream: Readable; size: number } | undefined>;
+  /** The absolute URL clients fetch the key from. */
+  url(key: string): string;
+}
+
+const KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/;
+
+export function isValidKey(key: string): boolean {
+  return KEY_PATTERN.test(key) && !key.split('/').some((part) => part === '..' || part === '.');
+}
+
+/** Files under a directory, served by Squeeze itself at `<publicUrl>/files/<key>`. */
+export function createLocalStorage(root: string, publicUrl: string): Storage {
+  const filePath = (key: string) => {
+    if (!isValidKey(key)) throw new Error(`Invalid storage key: ${key}`);
+    return path.join(root, key);
+  };
+  return {
+    async write(key, data) {
+      const target = filePath(key);
+      await mkdir(path.dirname(target), { recursive: true });
+      // Write beside the target and rename: a reader never sees half a file, and a re-run replaces it whole.
+      const temp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
+      await writeFile(temp, data);
+      await rename(temp, target);
+    },
+    async open(key) {
+      if (!isValidKey(key)) return undefined;
+      const target = filePath(key);
+      try {
+        const info = await stat(target);
+        if (!info.isFile()) return undefined;
+        return { stream: createReadStream(target), size: info.size };
+      } catch {
+        return undefined;
+      }
+    },
+    url(key) {
+      return `${publicUrl}/files/${key}`;
+    },
+  };
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  webp: 'image/webp',
+  avif: 'image/avif',
+  csv: 'text/csv; charset=utf-8',
+};
+
+export function contentTypeOf(key: string): string {
+  return CONTENT_TYPES[path.extname(key).slice(1).toLowerCase()] ?? 'application/octet-stream';
+}
