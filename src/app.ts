@@ -120,7 +120,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
           });
         }
         // One more byte than the limit, so the CSV parser sees the excess and reports the limit by name.
-        const uploadBody = await processRequest(req, res, { maxFileSize: config.maxCsvBytes + 1, maxFiles: 1, maxFieldSize: JSON_BODY_LIMIT });
+        let uploadBody;
+        try {
+          uploadBody = await processRequest(req, res, { maxFileSize: config.maxCsvBytes + 1, maxFiles: 1, maxFieldSize: JSON_BODY_LIMIT });
+        } catch (error) {
+          // graphql-upload-minimal's HttpErrors: a second file (413), a malformed multipart body (400).
+          const status = (error as { status?: number }).status;
+          if (!status) throw error;
+          const message = status === 413 && /max file uploads/.test((error as Error).message) ? 'Upload one CSV file per request' : (error as Error).message;
+          return sendJson(res, status, { errors: [{ message, extensions: { code: status === 413 ? 'TOO_LARGE' : 'BAD_REQUEST' } }] });
+        }
         return yoga(req, res, { req, res, uploadBody });
       }
       const length = Number(req.headers['content-length'] ?? 0);

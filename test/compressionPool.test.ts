@@ -332,6 +332,28 @@ describe('compression pool lifecycle', () => {
     }
   });
 
+  it('fails loudly instead of hanging when worker threads cannot start', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'squeeze-bad-worker-'));
+    const filename = path.join(dir, 'broken.mjs');
+    writeFileSync(filename, `throw new Error('cannot load this worker');\n`);
+    const pool = createCompressionPoolWithWorker(filename, { threads: 2, maxPixels: MAX_PIXELS });
+    try {
+      expect(await pool.ready()).toBe(false);
+      const outcomes: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const outcome = pool.compress(Buffer.from([0xff, 0xd8, 0xff, 0xe0]), { quality: 50, format: 'JPEG' });
+        outcomes.push(await outcome.then((r) => (r.ok ? 'ok' : r.code), (error: Error) => error.message));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(outcomes).not.toContain('ok');
+      expect(outcomes.at(-1)).toMatch(/worker threads cannot start: cannot load this worker/);
+      expect(await pool.ready()).toBe(false);
+    } finally {
+      await pool.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('closes cleanly: later calls are refused, ready() is false', async () => {
     const pool = createCompressionPool({ threads: 1, maxPixels: MAX_PIXELS });
     expect(await pool.ready()).toBe(true);

@@ -9,7 +9,10 @@ import sharp from 'sharp';
 import { Piscina, transferableSymbol, valueSymbol } from 'piscina';
 import type { CompressFailureCode, CompressionOptions } from '../src/compress/compressionPool.ts';
 
-/** One libvips thread per pool thread: the pool itself is sized to the cores. (Process-wide setting.) */
+/**
+ * One libvips thread per pool thread: the pool itself is sized to the cores. (Process-wide setting;
+ * sharp already defaults to 1 on glibc Linux without jemalloc, as here, but say it.)
+ */
 sharp.concurrency(1);
 /**
  * libvips' operation cache only pays when the same image is processed again; every task here is a

@@ -32,7 +32,7 @@ export interface CompressionPool {
   readonly pending: number;
   /** 0..1, Piscina's utilization */
   readonly utilization: number;
-  /** True when a trivial task round-trips (or a task did so within the last few seconds). */
+  /** True when a trivial task round-trips (or any task did within the last 30 s: a ping waits behind queued work). */
   ready(): Promise<boolean>;
   /** Refuses new work, lets running and queued tasks finish, stops the threads. */
   close(): Promise<void>;
@@ -65,7 +65,7 @@ export function outputContentType(format: 'jpeg' | 'webp' | 'avif' | 'png'): str
 const WORKER_FILENAME = fileURLToPath(new URL('../../workers/compressImage.mjs', import.meta.url));
 
 /** A task that round-tripped this recently proves the pool works without another ping. */
-const RECENT_ROUND_TRIP_MS = 5_000;
+const RECENT_ROUND_TRIP_MS = 30_000;
 const PING_TIMEOUT_MS = 5_000;
 
 export function createCompressionPool(opts: CompressionPoolOptions): CompressionPool {
@@ -113,6 +113,23 @@ function transferableBytes(input: Uint8Array): Uint8Array<ArrayBuffer> {
   return copy;
 }
 
+/**
+ * sharp runs each pipeline on libuv's thread pool, which is one per process, shared by every worker
+ * thread and by the main thread's async fs, dns.lookup and zlib. With UV_THREADPOOL_SIZE at its
+ * default 4, four compression threads fill it: measured here, a main-thread fs.readFile waited 6 s
+ * behind AVIF work (2 threads: 1 ms). UV_THREADPOOL_SIZE must be set before the process starts.
+ */
+function warnIfLibuvPoolTooSmall(threads: number): void {
+  const size = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  if (threads + 2 > size) {
+    process.emitWarning(
+      `${threads} compression threads leave ${Math.max(0, size - threads)} of libuv's ${size} threads for fs and DNS; ` +
+        `start the process with UV_THREADPOOL_SIZE=${threads + 4} or more`,
+      { code: 'SQUEEZE_UV_THREADPOOL' },
+    );
+  }
+}
+
 class PoolClosedError extends Error {
   override name = 'PoolClosedError';
   constructor() {
@@ -131,9 +148,12 @@ class PiscinaCompressionPool implements CompressionPool {
   readonly #waiting: { resume: () => void; abandon: (error: Error) => void }[] = [];
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** Set when worker threads cannot start: then nothing would ever run again. */
+  #broken: Error | undefined;
   #lastRoundTrip = 0;
 
   constructor(filename: string, threads: number, maxPixels: number, maxQueue: number) {
+    warnIfLibuvPoolTooSmall(threads);
     this.threads = threads;
     this.#maxPixels = maxPixels;
     this.#limit = threads + maxQueue;
@@ -149,9 +169,9 @@ class PiscinaCompressionPool implements CompressionPool {
       // never holds more than `maxQueue` tasks plus readiness pings.
       maxQueue: Infinity,
     });
-    // An error no task can be blamed for (Piscina replaces a dead worker by itself). Without a
-    // listener, EventEmitter would throw it and take the process down.
-    this.#piscina.on('error', () => {});
+    // An error no task can be blamed for. Without a listener, EventEmitter would throw it and take
+    // the process down. Piscina replaces a dead worker by itself, unless workers die while starting.
+    this.#piscina.on('error', (error: unknown) => this.#checkWorkers(error));
   }
 
   get pending(): number {
@@ -166,6 +186,7 @@ class PiscinaCompressionPool implements CompressionPool {
     if (!(input instanceof Uint8Array)) throw new TypeError('input must be a Buffer');
     validateOptions(options);
     if (this.#closed) throw new PoolClosedError();
+    if (this.#broken) throw this.#broken;
 
     if (this.#submitted >= this.#limit) {
       // Wait for a finishing task to hand its slot over (see #release).
@@ -186,7 +207,10 @@ class PiscinaCompressionPool implements CompressionPool {
         result = (await this.#piscina.run(task, { transferList: [bytes.buffer] })) as WorkerResult;
         this.#lastRoundTrip = Date.now();
       } catch (error) {
-        // The thread died under the task (Piscina starts a new one), or the pool is shutting down.
+        // The thread died under the task (Piscina starts a new one), workers cannot start at all,
+        // or the pool is shutting down.
+        this.#checkWorkers(error);
+        if (this.#broken) throw this.#broken;
         if (this.#closed) throw new PoolClosedError();
         const message = error instanceof Error ? error.message : String(error);
         return { ok: false, code: 'DECODE_ERROR', message: `The image could not be processed: the worker failed (${message})` };
@@ -200,6 +224,21 @@ class PiscinaCompressionPool implements CompressionPool {
     }
   }
 
+  /**
+   * Piscina replaces a thread that dies under a task before it fails that task, but gives up for
+   * good when threads die while starting (the worker file cannot load): then queued tasks would
+   * wait forever. Fail everything instead, with the cause, so callers see an infrastructure error
+   * (not a bad image) and readiness turns false.
+   */
+  #checkWorkers(error: unknown): void {
+    if (this.#closed || this.#broken || this.#piscina.threads.length >= this.threads) return;
+    const message = error instanceof Error ? error.message : String(error);
+    this.#broken = new Error(`The compression worker threads cannot start: ${message}`, { cause: error });
+    for (const waiter of this.#waiting.splice(0)) waiter.abandon(this.#broken);
+    // Fails the tasks Piscina still holds.
+    this.#piscina.destroy().catch(() => {});
+  }
+
   /** A settled task hands its slot to the next waiting caller, or frees it. */
   #release(): void {
     const next = this.#waiting.shift();
@@ -208,7 +247,7 @@ class PiscinaCompressionPool implements CompressionPool {
   }
 
   async ready(): Promise<boolean> {
-    if (this.#closed) return false;
+    if (this.#closed || this.#broken) return false;
     if (Date.now() - this.#lastRoundTrip < RECENT_ROUND_TRIP_MS) return true;
     let timer: NodeJS.Timeout | undefined;
     try {

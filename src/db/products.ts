@@ -5,12 +5,17 @@ import type { ParsedProduct } from '../ingest/parseProductCsv.ts';
 import type { Queryable } from './client.ts';
 import { isUuid } from './requests.ts';
 
-/** Rows per insert: 8 000 images × 7 columns stays under Postgres' 65 535 bound parameters. */
-const IMAGE_ROWS_PER_INSERT = 8_000;
+/** A Postgres array literal (`{"a","b"}`): one bound parameter however many values, on both drivers. */
+function pgArray(values: readonly (string | number)[]): string {
+  return `{${values.map((value) => (typeof value === 'number' ? String(value) : `"${value.replace(/[\\"]/g, '\\$&')}"`)).join(',')}}`;
+}
 
 /**
- * Inserts one batch of parsed products and their images: one statement for the products and one per
- * 8 000 images, never one per row. `startAt` is when the images may be claimed (null: wait for processRequest).
+ * Inserts one batch of parsed products and their images: two statements whatever the batch size, each
+ * `insert … select from unnest(array parameters)`. Building the same rows as a Drizzle multi-row
+ * `values()` took 35 s for 100 000 products × 3 images on either driver, nearly all of it in building
+ * the statement text; with arrays the statements are short and the time is the database's.
+ * `claimable` false leaves next_attempt_at null: the images wait for processRequest.
  */
 export async function insertProductBatch(
   on: Queryable,
@@ -20,32 +25,38 @@ export async function insertProductBatch(
   claimable: boolean,
 ): Promise<number> {
   if (batch.length === 0) return 0;
-  const productRows: (typeof products.$inferInsert)[] = [];
-  let imageRows: (typeof images.$inferInsert)[] = [];
-  // The database's clock, not this process's: claims compare against now() there.
-  const nextAttemptAt = (claimable ? sql`now()` : null) as Date | null;
+  const productIds: string[] = [];
+  const positions: number[] = [];
+  const serials: number[] = [];
+  const names: string[] = [];
+  const imageIds: string[] = [];
+  const imageProducts: string[] = [];
+  const imagePositions: number[] = [];
+  const urls: string[] = [];
   batch.forEach((product, index) => {
     const productId = uuidv7();
-    productRows.push({
-      id: productId,
-      requestId,
-      position: firstPosition + index,
-      serialNumber: product.serialNumber,
-      productName: product.productName,
-    });
-    product.imageUrls.forEach((inputUrl, position) => {
-      imageRows.push({ id: uuidv7(), requestId, productId, position, inputUrl, status: 'PENDING', nextAttemptAt });
+    productIds.push(productId);
+    positions.push(firstPosition + index);
+    serials.push(product.serialNumber);
+    names.push(product.productName);
+    product.imageUrls.forEach((url, position) => {
+      imageIds.push(uuidv7());
+      imageProducts.push(productId);
+      imagePositions.push(position);
+      urls.push(url);
     });
   });
-  await on.insert(products).values(productRows);
-  let imageCount = 0;
-  while (imageRows.length > 0) {
-    const chunk = imageRows.slice(0, IMAGE_ROWS_PER_INSERT);
-    imageRows = imageRows.slice(IMAGE_ROWS_PER_INSERT);
-    imageCount += chunk.length;
-    await on.insert(images).values(chunk);
-  }
-  return imageCount;
+  await on.execute(sql`
+    insert into products (id, request_id, position, serial_number, product_name)
+    select id, ${requestId}::uuid, position, serial_number, product_name
+    from unnest(${pgArray(productIds)}::uuid[], ${pgArray(positions)}::int[], ${pgArray(serials)}::bigint[], ${pgArray(names)}::text[])
+      as t(id, position, serial_number, product_name)`);
+  await on.execute(sql`
+    insert into images (id, request_id, product_id, position, input_url, status, next_attempt_at)
+    select id, ${requestId}::uuid, product_id, position, input_url, 'PENDING', ${claimable ? sql`now()` : sql`null`}
+    from unnest(${pgArray(imageIds)}::uuid[], ${pgArray(imageProducts)}::uuid[], ${pgArray(imagePositions)}::int[], ${pgArray(urls)}::text[])
+      as t(id, product_id, position, input_url)`);
+  return imageIds.length;
 }
 
 export async function getProduct(on: Queryable, id: string): Promise<ProductRow | undefined> {

@@ -68,7 +68,7 @@ export async function ingestCsv(deps: { database: Database; config: Config }, in
 
   try {
     if (database.driver === 'postgres') {
-      const request = await storeRequest(async (onBatch) => failureOf(await parseProductCsv(input.source, limits, onBatch), config));
+      const request = await storeRequest(async (onBatch) => failureOf(await parseProductCsv(input.source, limits, onBatch), input.source, config));
       return { ok: true, request };
     }
     const batches: ParsedProduct[][] = [];
@@ -76,6 +76,7 @@ export async function ingestCsv(deps: { database: Database; config: Config }, in
       await parseProductCsv(input.source, limits, async (batch) => {
         batches.push(batch);
       }),
+      input.source,
       config,
     );
     if (failure) return failure;
@@ -90,8 +91,9 @@ export async function ingestCsv(deps: { database: Database; config: Config }, in
   }
 }
 
-function failureOf(outcome: Awaited<ReturnType<typeof parseProductCsv>>, config: Config): IngestResult | undefined {
-  if (outcome.tooLarge) {
+function failureOf(outcome: Awaited<ReturnType<typeof parseProductCsv>>, source: object, config: Config): IngestResult | undefined {
+  // An upload cut at its size limit by the multipart parser ends quietly with `truncated` set.
+  if (outcome.tooLarge || (source as { truncated?: boolean }).truncated) {
     return {
       ok: false,
       reason: 'tooLarge',

@@ -28,7 +28,7 @@ export async function handleRest(services: Services, req: IncomingMessage, res: 
   const process = /^\/process\/([^/]+)$/.exec(pathname);
   if (process) {
     if (req.method !== 'POST') return send(res, 405, { error: 'Use POST' });
-    const id = decodeURIComponent(process[1]!);
+    const id = decodeId(process[1]!);
     try {
       await startRequest(services, id);
       services.workQueued();
@@ -42,10 +42,19 @@ export async function handleRest(services: Services, req: IncomingMessage, res: 
   const status = /^\/(?:status|getProcessingStatus)\/([^/]+)$/.exec(pathname);
   if (status) {
     if (req.method !== 'GET') return send(res, 405, { error: 'Use GET' });
-    await statusOf(services, decodeURIComponent(status[1]!), res);
+    await statusOf(services, decodeId(status[1]!), res);
     return true;
   }
   return false;
+}
+
+/** A path segment as an id; malformed percent-encoding (`%E0%A4%A`) cannot be an id, so it reads as an unknown one, not a 500. */
+function decodeId(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }
 
 function send(res: ServerResponse, status: number, body: unknown): true {
