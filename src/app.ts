@@ -21,6 +21,10 @@ import { handleRest } from './rest/routes.ts';
 import type { GraphQLContext, Services } from './services.ts';
 import { schema } from '../schema/index.ts';
 import { GRAPHIQL_DEFAULT_QUERY } from './graphiqlExample.ts';
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import { createKeyCheck } from './auth.ts';
+import { createMetrics } from './metrics.ts';
+import { sql } from 'drizzle-orm';
 
 export interface AppOptions {
   config: Config;
@@ -63,7 +67,18 @@ export async function buildApp(options: AppOptions): Promise<App> {
     ? createCompressionPool({ threads: config.workerThreads, maxPixels: config.maxImagePixels })
     : undefined;
   const workerId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
-  const runner = pool ? createRunner({ database, storage, pool, guard, config, logger, workerId }) : undefined;
+  const metrics = createMetrics();
+  const runner = pool ? createRunner({ database, storage, pool, guard, config, logger, workerId, metrics }) : undefined;
+  metrics.gauge('squeeze_images_in_flight', 'Images this instance holds (downloading, queued or compressing)', () => runner?.inFlight ?? 0);
+  metrics.gauge('squeeze_pool_utilization', 'Share of the compression threads busy (0–1)', () => pool?.utilization ?? 0);
+  metrics.gauge('squeeze_pool_threads', 'Compression threads in this instance', () => pool?.threads ?? 0);
+  metrics.gauge('squeeze_queue_depth', 'Images waiting to be claimed, on every instance (the claimable partial index)', async () => {
+    const [row] = await database.rows<{ n: number | string }>(
+      sql`select count(*)::int as n from images where status = 'PENDING' and next_attempt_at is not null`,
+    );
+    return Number(row?.n ?? 0);
+  });
+  const keys = createKeyCheck(config.apiKeys);
   const sender = createWebhookSender({ database, guard, config, logger });
 
   const services: Services = {
@@ -96,7 +111,19 @@ export async function buildApp(options: AppOptions): Promise<App> {
       error: (...args) => logger.error(args.map(String).join(' ')),
     },
     graphiql: { title: 'Squeeze', defaultQuery: GRAPHIQL_DEFAULT_QUERY, subscriptionsProtocol: 'WS' },
-    plugins: [uploadBodyPlugin],
+    plugins: [
+      uploadBodyPlugin,
+      // Limits sized so the richest real query (requests → products → images → error) passes with room.
+      EnvelopArmorPlugin({
+        maxDepth: { n: 12 },
+        maxAliases: { n: 20 },
+        maxTokens: { n: 4000 },
+        costLimit: { maxCost: 20000 },
+        maxDirectives: { n: 20 },
+        // GraphiQL and clients learn from suggestions; the schema is public (introspection stays on).
+        blockFieldSuggestion: { enabled: false },
+      }),
+    ],
   });
 
   async function route(req: IncomingMessage, res: ServerResponse) {
@@ -109,6 +136,19 @@ export async function buildApp(options: AppOptions): Promise<App> {
       const poolReady = pool ? await pool.ready() : true;
       return sendJson(res, dbReady && poolReady ? 200 : 503, { database: dbReady, pool: poolReady });
     }
+    // GraphiQL's page itself holds nothing; the operations it sends carry the key like any other call.
+    const graphiqlPage = pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
+    if (!graphiqlPage && !keys.checkHeaders(req.headers)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      return sendJson(res, 401, { error: 'A valid API key is required: send Authorization: Bearer <key>' });
+    }
+    if (pathname === '/metrics' && req.method === 'GET') {
+      const text = await metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': metrics.registry.contentType });
+      return res.end(text);
+    }
+    // A worker-only instance serves health and metrics; the API lives on instances with ROLE api or all.
+    if (config.role === 'worker') return sendJson(res, 404, { error: 'This instance runs with ROLE=worker and serves no API' });
 
     if (pathname === '/graphql') {
       const contentType = req.headers['content-type'] ?? '';
@@ -138,7 +178,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
     }
 
     if (pathname.startsWith('/files/') && (req.method === 'GET' || req.method === 'HEAD')) {
-      const key = decodeURIComponent(pathname.slice('/files/'.length));
+      let key: string;
+      try {
+        key = decodeURIComponent(pathname.slice('/files/'.length));
+      } catch {
+        return sendJson(res, 404, { error: 'File not found' });
+      }
       const file = await storage.open(key);
       if (!file) return sendJson(res, 404, { error: 'File not found' });
       res.writeHead(200, {
@@ -178,6 +223,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
       // Yoga's enveloped execute and subscribe travel in rootValue (graphql-yoga's graphql-ws recipe).
       execute: ((args: { rootValue: { execute(a: unknown): unknown } }) => args.rootValue.execute(args)) as never,
       subscribe: ((args: { rootValue: { subscribe(a: unknown): unknown } }) => args.rootValue.subscribe(args)) as never,
+      // graphql-ws closes the socket with 4403 Forbidden when this returns false.
+      onConnect: (ctx) => config.role !== 'worker' && keys.checkConnectionParams(ctx.connectionParams),
       onSubscribe: async (ctx, _id, params) => {
         const { schema: envelopedSchema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,

@@ -41,7 +41,14 @@ const ofRequest = (requestId: string) => sql`product_id in (select id from produ
  * requires the lease (`locked_by`), so an image whose lease expired and was taken by another instance
  * is not counted twice; this call then returns false.
  */
-export async function finishImage(deps: LifecycleDeps, workerId: string, imageId: string, outcome: ImageOutcome): Promise<boolean> {
+export interface FinishResult {
+  /** False when the lease was lost (the image was taken by another instance or released): nothing was written. */
+  recorded: boolean;
+  /** The request, when this image was its last and it ended. */
+  ended?: RequestRow;
+}
+
+export async function finishImage(deps: LifecycleDeps, workerId: string, imageId: string, outcome: ImageOutcome): Promise<FinishResult> {
   const { database } = deps;
   return database.db.transaction(async (tx) => {
     if (outcome.kind === 'retry') {
@@ -57,16 +64,16 @@ export async function finishImage(deps: LifecycleDeps, workerId: string, imageId
         })
         .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')))
         .returning({ id: images.id });
-      return retried.length > 0;
+      return { recorded: retried.length > 0 };
     }
 
     const [owner] = await tx
       .select({ requestId: images.requestId })
       .from(images)
       .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')));
-    if (!owner) return false;
+    if (!owner) return { recorded: false };
     const [request] = await tx.select().from(requests).where(eq(requests.id, owner.requestId)).for('update');
-    if (!request) return false;
+    if (!request) return { recorded: false };
 
     // An image of a cancelled request that comes back is counted as cancelled, and its output is not used.
     const status = request.status === 'CANCELLED' ? 'CANCELLED' : outcome.kind === 'done' ? 'DONE' : 'FAILED';
@@ -93,7 +100,7 @@ export async function finishImage(deps: LifecycleDeps, workerId: string, imageId
       })
       .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')))
       .returning({ id: images.id });
-    if (finished.length === 0) return false;
+    if (finished.length === 0) return { recorded: false };
 
     const counts = {
       done: request.done + (status === 'DONE' ? 1 : 0),
@@ -109,7 +116,7 @@ export async function finishImage(deps: LifecycleDeps, workerId: string, imageId
     let final = updated!;
     if (ends) final = await endRequest(deps, tx, final, counts.failed > 0 ? 'FAILED' : 'COMPLETED');
     await publishProgress(tx, progressEventOf(final, imageId));
-    return true;
+    return { recorded: true, ended: ends ? final : undefined };
   });
 }
 

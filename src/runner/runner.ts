@@ -3,12 +3,14 @@ import type { Config } from '../config.ts';
 import type { CompressionPool } from '../compress/compressionPool.ts';
 import { outputExtension } from '../compress/compressionPool.ts';
 import type { Database } from '../db/client.ts';
+import type { RequestRow } from '../../drizzle/schema.ts';
 import { claimImages, extendLeases, releaseExpiredLeases, releaseImages, type ClaimedImage } from '../db/images.ts';
 import type { AddressGuard } from '../net/addressGuard.ts';
 import { FetchFailure, safeFetch } from '../net/safeFetch.ts';
 import { finishImage, type ImageOutcome } from '../requests/lifecycle.ts';
 import type { Storage } from '../storage/localStorage.ts';
 import type { ImageErrorCode } from '../statuses.ts';
+import type { Metrics } from '../metrics.ts';
 
 export interface RunnerDeps {
   database: Database;
@@ -19,6 +21,7 @@ export interface RunnerDeps {
   logger: Logger;
   /** Names this instance in `images.locked_by`. */
   workerId: string;
+  metrics?: Metrics;
   /** Random source for backoff jitter; tests may fix it. */
   random?: () => number;
 }
@@ -127,7 +130,8 @@ export function createRunner(deps: RunnerDeps): Runner {
     // The database may be briefly away; keep the outcome and try again until the lease would run out.
     for (let attempt = 0; ; attempt++) {
       try {
-        await finishImage({ database, storage }, workerId, image.id, outcome);
+        const result = await finishImage({ database, storage }, workerId, image.id, outcome);
+        if (result.recorded) observe(image, outcome, result.ended);
         return;
       } catch (error) {
         if (attempt >= 5 || signal.aborted) throw error;
@@ -137,8 +141,22 @@ export function createRunner(deps: RunnerDeps): Runner {
     }
   }
 
+  function observe(image: ClaimedImage, outcome: ImageOutcome, ended: RequestRow | undefined) {
+    const { metrics } = deps;
+    if (outcome.kind === 'retry') metrics?.imageRetries.inc({ code: outcome.code });
+    else metrics?.imagesFinished.inc({ status: outcome.kind === 'done' ? 'DONE' : 'FAILED', code: outcome.kind === 'failed' ? outcome.code : '' });
+    if (!ended) return;
+    const seconds = ((ended.completedAt ?? new Date()).getTime() - (ended.startedAt ?? ended.createdAt).getTime()) / 1000;
+    metrics?.requestSeconds.observe({ status: ended.status }, seconds);
+    logger.info(
+      { requestId: ended.id, status: ended.status, total: ended.total, done: ended.done, failed: ended.failed, cancelled: ended.cancelled, seconds },
+      `request ${ended.status.toLowerCase()}`,
+    );
+  }
+
   async function compressOne(image: ClaimedImage, signal: AbortSignal): Promise<ImageOutcome> {
     let body: Buffer;
+    const downloadTimer = deps.metrics?.downloadSeconds.startTimer();
     try {
       ({ body } = await safeFetch(image.inputUrl, {
         guard,
@@ -161,6 +179,7 @@ export function createRunner(deps: RunnerDeps): Runner {
       return retryOrFail(image, 'NETWORK_ERROR', 'The download failed unexpectedly');
     }
 
+    downloadTimer?.();
     const inputBytes = body.byteLength;
     const options = {
       quality: image.options.quality,
@@ -168,7 +187,9 @@ export function createRunner(deps: RunnerDeps): Runner {
       maxWidth: image.options.maxWidth ?? null,
       maxHeight: image.options.maxHeight ?? null,
     };
+    const compressTimer = deps.metrics?.compressSeconds.startTimer();
     const result = await pool.compress(body, options);
+    compressTimer?.();
     if (!result.ok) return { kind: 'failed', code: result.code, message: result.message, inputBytes };
     // The key depends only on the image: a retried or re-run image overwrites its earlier output.
     const outputKey = `requests/${image.requestId}/${image.id}.${outputExtension(result.format)}`;
