@@ -6,5 +6,6 @@ import './product.ts';
 import './request.ts';
 import './upload.ts';
 import './progress.ts';
+import './webhook.ts';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

@@ -89,6 +89,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     guard,
     logger,
     workQueued: () => runner?.wake(),
+    webhooksQueued: () => sender.wake(),
   };
 
   const uploadBodyPlugin: Plugin<{ uploadBody?: unknown }> = {

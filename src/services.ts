@@ -15,6 +15,8 @@ export interface Services {
   logger: Logger;
   /** Called after new claimable images were committed: the local runner claims them at once. */
   workQueued(): void;
+  /** Called after a webhook delivery was queued: the local sender sends it at once. */
+  webhooksQueued(): void;
 }
 
 export interface GraphQLContext {

@@ -12,10 +12,15 @@ export interface ClaimedImage {
 /**
  * Claims up to `limit` due images for `workerId` with a lease, in queue order.
  *
- * Safe under concurrency: the inner select locks the rows it picks `FOR UPDATE SKIP LOCKED`, so two
- * instances claiming at once get disjoint sets instead of waiting on each other; the outer update
+ * Safe under concurrency: the select locks the rows it picks `FOR UPDATE SKIP LOCKED`, so two
+ * instances claiming at once get disjoint sets instead of waiting on each other; the update
  * re-checks `status = 'PENDING'` under that lock, so a row finished or cancelled since it was read
  * is not taken. The select reads only the partial index `images_claimable_idx`.
+ *
+ * The pick is a MATERIALIZED CTE joined by the update, not `where id in (select … limit n … skip locked)`:
+ * the planner may run that subquery once per outer row (a nested-loop semi join), and with SKIP LOCKED
+ * each run returns other rows, so one claim took far more than `limit` images (8 or 12 for a limit of 4).
+ * A materialized CTE runs exactly once.
  */
 export async function claimImages(database: Database, workerId: string, limit: number, leaseMs: number): Promise<ClaimedImage[]> {
   const rows = await database.rows<{
@@ -25,17 +30,18 @@ export async function claimImages(database: Database, workerId: string, limit: n
     attempts: number;
     options: ClaimedImage['options'] | string;
   }>(sql`
-    with claimed as (
+    with picked as materialized (
+      select id from images
+      where status = 'PENDING' and next_attempt_at is not null and next_attempt_at <= now()
+      order by next_attempt_at, id
+      limit ${limit}
+      for update skip locked),
+    claimed as (
       update images set status = 'PROCESSING', locked_by = ${workerId},
-        locked_until = now() + make_interval(secs => ${leaseMs / 1000}), attempts = attempts + 1
-      where id in (
-        select id from images
-        where status = 'PENDING' and next_attempt_at is not null and next_attempt_at <= now()
-        order by next_attempt_at, id
-        limit ${limit}
-        for update skip locked)
-      and status = 'PENDING'
-      returning id, request_id, input_url, attempts)
+        locked_until = now() + make_interval(secs => ${leaseMs / 1000}), attempts = images.attempts + 1
+      from picked
+      where images.id = picked.id and images.status = 'PENDING'
+      returning images.id, images.request_id, images.input_url, images.attempts)
     select claimed.*, requests.options from claimed join requests on requests.id = claimed.request_id`);
   return rows.map((row) => ({
     id: row.id,
