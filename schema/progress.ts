@@ -37,7 +37,7 @@ builder.subscriptionField('requestProgress', (t) =>
       const requestId = String(args.requestId);
       // Checked before subscribing, so an unknown id is a GraphQL error with code NOT_FOUND.
       if (!(await getRequest(ctx.services.database.db, requestId))) throw notFound(`Request ${requestId} not found`);
-      return requestProgress(ctx.services, requestId);
+      return requestProgress(ctx.services, requestId, ctx.services.config.progressCoalesceMs);
     },
     resolve: (update) => update,
   }),

@@ -249,6 +249,24 @@ export async function buildApp(options: AppOptions): Promise<App> {
     wss,
   );
 
+  // Keep-alive: ping every WebSocket client; one that has not answered the previous ping is gone.
+  const alive = new WeakSet<import('ws').WebSocket>();
+  wss.on('connection', (socket) => {
+    alive.add(socket);
+    socket.on('pong', () => alive.add(socket));
+  });
+  const keepAlive = setInterval(() => {
+    for (const socket of wss.clients) {
+      if (!alive.has(socket)) {
+        socket.terminate();
+        continue;
+      }
+      alive.delete(socket);
+      socket.ping();
+    }
+  }, 15_000);
+  keepAlive.unref();
+
   let stopped = false;
   return {
     server,
@@ -270,6 +288,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       stopped = true;
       await runner?.stop(config.shutdownGraceMs);
       await sender.stop();
+      clearInterval(keepAlive);
       await wsServer.dispose();
       wss.close();
       await new Promise<void>((resolve) => {

@@ -53,7 +53,7 @@ describe('a catalogue of real-looking photographs', () => {
       '/page.html': serveBytes(Buffer.from('<!doctype html><html><body>not an image</body></html>'), 'image/jpeg'),
     });
     receiver = await startWebhookReceiver();
-    squeeze = await startSqueeze('story', { env: { WEBHOOK_SECRET: SECRET }, allowHosts: [images.host, receiver.host] });
+    squeeze = await startSqueeze('story', { env: { WEBHOOK_SECRET: SECRET, PROGRESS_COALESCE_MS: '0' }, allowHosts: [images.host, receiver.host] });
   });
 
   afterAll(async () => {

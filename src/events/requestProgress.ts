@@ -27,15 +27,34 @@ function updateOf(source: RequestRow | ProgressEvent, imageId: string | null): P
  * state is read again, so a subscriber never waits for an end that already happened.
  * Unknown ids end the iterator with a NOT_FOUND ServiceError.
  */
-export function requestProgress(services: Pick<Services, 'database' | 'bus'>, requestId: string): AsyncIterableIterator<ProgressUpdate> {
+export function requestProgress(
+  services: Pick<Services, 'database' | 'bus'>,
+  requestId: string,
+  coalesceMs = 0,
+): AsyncIterableIterator<ProgressUpdate> {
   return new Repeater<ProgressUpdate>(async (push, stop) => {
     let version = -1;
     let early: ProgressUpdate[] | undefined = [];
+    // Coalescing: at most one update per coalesceMs; one that comes sooner waits, and a newer one
+    // replaces it. The final state is never held back.
+    let lastSentAt = 0;
+    let held: ProgressUpdate | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const send = (update: ProgressUpdate) => {
+      held = undefined;
+      clearTimeout(timer);
+      timer = undefined;
+      lastSentAt = Date.now();
+      void push(update);
+      if (hasEnded(update.status)) stop();
+    };
     const deliver = (update: ProgressUpdate) => {
       if (update.version <= version) return;
       version = update.version;
-      void push(update);
-      if (hasEnded(update.status)) stop();
+      const wait = lastSentAt + coalesceMs - Date.now();
+      if (wait <= 0 || hasEnded(update.status)) return send(update);
+      held = update;
+      timer ??= setTimeout(() => held && send(held), wait);
     };
     const receive = (update: ProgressUpdate) => (early ? early.push(update) : deliver(update));
     const readState = async () => {
@@ -57,6 +76,7 @@ export function requestProgress(services: Pick<Services, 'database' | 'bus'>, re
       stop(error);
     }
     await stop;
+    clearTimeout(timer);
     unsubscribe();
   });
 }

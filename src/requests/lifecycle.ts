@@ -51,7 +51,19 @@ export interface FinishResult {
 export async function finishImage(deps: LifecycleDeps, workerId: string, imageId: string, outcome: ImageOutcome): Promise<FinishResult> {
   const { database } = deps;
   return database.db.transaction(async (tx) => {
-    if (outcome.kind === 'retry') {
+    const [owner] = await tx
+      .select({ requestId: images.requestId })
+      .from(images)
+      .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')));
+    if (!owner) return { recorded: false };
+    const [request] = await tx.select().from(requests).where(eq(requests.id, owner.requestId)).for('update');
+    if (!request) return { recorded: false };
+
+    // A transient failure goes back in line, unless the request was cancelled while the image was in
+    // flight: then it is counted as cancelled below, like any image that comes back to a cancelled request
+    // (put back in line, it would be fetched again, and again, after the cancel). The request lock above
+    // orders this against cancelRequest, which only cancels images that are PENDING when it runs.
+    if (outcome.kind === 'retry' && request.status !== 'CANCELLED') {
       const retried = await tx
         .update(images)
         .set({
@@ -66,14 +78,6 @@ export async function finishImage(deps: LifecycleDeps, workerId: string, imageId
         .returning({ id: images.id });
       return { recorded: retried.length > 0 };
     }
-
-    const [owner] = await tx
-      .select({ requestId: images.requestId })
-      .from(images)
-      .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')));
-    if (!owner) return { recorded: false };
-    const [request] = await tx.select().from(requests).where(eq(requests.id, owner.requestId)).for('update');
-    if (!request) return { recorded: false };
 
     // An image of a cancelled request that comes back is counted as cancelled, and its output is not used.
     const status = request.status === 'CANCELLED' ? 'CANCELLED' : outcome.kind === 'done' ? 'DONE' : 'FAILED';
@@ -96,7 +100,7 @@ export async function finishImage(deps: LifecycleDeps, workerId: string, imageId
               height: outcome.height,
               format: outcome.format,
             }
-          : { errorCode: outcome.code, errorMessage: outcome.message, inputBytes: outcome.inputBytes ?? null }),
+          : { errorCode: outcome.code, errorMessage: outcome.message, inputBytes: outcome.kind === 'failed' ? (outcome.inputBytes ?? null) : null }),
       })
       .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')))
       .returning({ id: images.id });

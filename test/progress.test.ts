@@ -1,0 +1,146 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import postgres from 'postgres';
+import { collectSubscription, photoJpeg, startImageServer, startSqueeze, uploadCsv, type LoopbackServer, type Squeeze } from './support/harness.ts';
+import { openTestDatabase, type TestDatabase } from './support/database.ts';
+
+const FOLLOW = `subscription($id: ID!) { requestProgress(requestId: $id) { status progress { total done failed pending } image { id status } } }`;
+
+type Event = { requestProgress: { status: string; progress: { total: number; done: number; failed: number; pending: number }; image: { id: string; status: string } | null } };
+
+/** An image server whose every answer waits `delayMs`, so a request takes a while. */
+async function slowImages(delayMs: number): Promise<LoopbackServer> {
+  const photo = await photoJpeg(320, 240);
+  return startImageServer(
+    Object.fromEntries(
+      Array.from({ length: 20 }, (_, i) => [
+        `/${i}.jpg`,
+        (_req, res) => {
+          setTimeout(() => {
+            res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': photo.length });
+            res.end(photo);
+          }, delayMs);
+        },
+      ]),
+    ),
+  );
+}
+
+const csvOf = (images: LoopbackServer, count: number) =>
+  ['S. No.,Product Name,Input Image Urls', ...Array.from({ length: count }, (_, i) => `${i + 1},P${i},${images.url}/${i}.jpg`)].join('\n');
+
+describe('live progress', () => {
+  let images: LoopbackServer;
+  let squeeze: Squeeze;
+
+  beforeAll(async () => {
+    images = await slowImages(150);
+    squeeze = await startSqueeze('progress', { env: { PROGRESS_COALESCE_MS: '0', WORKER_THREADS: '1' }, allowHosts: [images.host] });
+  });
+  afterAll(async () => {
+    await squeeze?.close();
+    await images?.close();
+  });
+
+  it('sends the same sequence shape over WebSocket and over SSE: snapshot first, one event per image, the end last', async () => {
+    const upload = await uploadCsv(squeeze.url, csvOf(images, 6));
+    const id = upload.body.data.uploadCsv.request.id;
+    const sse = fetch(`${squeeze.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ query: FOLLOW, variables: { id } }),
+    }).then((response) => response.text());
+    const ws = await collectSubscription<Event>(squeeze.wsClient(), FOLLOW, { id });
+    const sseEvents: Event[] = (await sse)
+      .split('\n\n')
+      .filter((block) => block.startsWith('event: next'))
+      .map((block) => JSON.parse(/^data: (.*)$/m.exec(block)![1]!).data);
+
+    for (const events of [ws.events, sseEvents]) {
+      const last = events.at(-1)!.requestProgress;
+      expect(last.status).toBe('COMPLETED');
+      expect(last.progress).toMatchObject({ total: 6, done: 6, pending: 0 });
+      // Each event after the first names the image that changed, and counts only go up.
+      for (const event of events.slice(1)) expect(event.requestProgress.image?.status).toBe('DONE');
+      const done = events.map((event) => event.requestProgress.progress.done);
+      expect(done).toEqual([...done].sort((a, b) => a - b));
+      expect(new Set(done).size).toBe(done.length);
+    }
+    // Both transports end on the same final state.
+    expect(sseEvents.at(-1)).toEqual(ws.events.at(-1));
+  });
+
+  it('coalesces bursts for a subscriber but always sends the final state', async () => {
+    const coalescing = await startSqueeze('progress-coalesce', { env: { PROGRESS_COALESCE_MS: '2000' }, allowHosts: [images.host] });
+    try {
+      const upload = await uploadCsv(coalescing.url, csvOf(images, 8));
+      const id = upload.body.data.uploadCsv.request.id;
+      const { events } = await collectSubscription<Event>(coalescing.wsClient(), FOLLOW, { id });
+      expect(events.length).toBeLessThan(8);
+      expect(events.at(-1)!.requestProgress).toMatchObject({ status: 'COMPLETED', progress: { done: 8, pending: 0 } });
+    } finally {
+      await coalescing.close();
+    }
+  });
+});
+
+describe.skipIf(!process.env.DATABASE_URL)('progress across instances on Postgres', () => {
+  let images: LoopbackServer;
+  let database: TestDatabase;
+  let worker: Squeeze;
+  let api: Squeeze;
+
+  beforeAll(async () => {
+    images = await slowImages(200);
+    database = await openTestDatabase('progress-two');
+    // Two instances on one database, each with its own connections and LISTEN: A processes, B only serves the API.
+    worker = await startSqueeze('progress-a', { env: { PROGRESS_COALESCE_MS: '0', WORKER_THREADS: '1' }, allowHosts: [images.host], database });
+    api = await startSqueeze('progress-b', { env: { PROGRESS_COALESCE_MS: '0', ROLE: 'api' }, allowHosts: [images.host], database });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await worker?.close();
+    await database?.close();
+    await images?.close();
+  });
+
+  it("shows a subscriber on B every image processed on A, and the end", async () => {
+    const upload = await uploadCsv(api.url, csvOf(images, 5));
+    const id = upload.body.data.uploadCsv.request.id;
+    const { events } = await collectSubscription<Event>(api.wsClient(), FOLLOW, { id });
+    expect(events.at(-1)!.requestProgress).toMatchObject({ status: 'COMPLETED', progress: { done: 5 } });
+    const imageEvents = events.filter((event) => event.requestProgress.image);
+    // Every image after the snapshot: none is missed (the snapshot may already count the first ones).
+    expect(imageEvents.length).toBe(5 - events[0]!.requestProgress.progress.done);
+  });
+
+  it('still delivers the final state when the LISTEN connection is killed mid-request', async () => {
+    const upload = await uploadCsv(api.url, csvOf(images, 10));
+    const id = upload.body.data.uploadCsv.request.id;
+    const admin = postgres(database.url!, { max: 1, onnotice: () => undefined });
+    let killed = 0;
+    const result = new Promise<{ events: Event[] }>((resolve, reject) => {
+      const events: Event[] = [];
+      api.wsClient().subscribe<Event>(
+        { query: FOLLOW, variables: { id } },
+        {
+          next: ({ data }) => {
+            events.push(data as Event);
+            if (events.length === 2) {
+              // Kill every LISTEN session on this database, mid-request.
+              void admin`select pg_terminate_backend(pid) as killed from pg_stat_activity
+                         where datname = current_database() and query ilike 'listen%' and pid <> pg_backend_pid()`.then((rows) => {
+                killed = rows.length;
+              });
+            }
+          },
+          error: reject,
+          complete: () => resolve({ events }),
+        },
+      );
+    });
+    const { events } = await result;
+    await admin.end();
+    expect(killed).toBeGreaterThan(0);
+    expect(events.at(-1)!.requestProgress).toMatchObject({ status: 'COMPLETED', progress: { done: 10, pending: 0 } });
+  });
+});
