@@ -24,6 +24,11 @@ export const requests = pgTable(
     /** Bumped by every change of counters or status; progress events carry it so late events are dropped. */
     version: integer('version').notNull().default(0),
     outputCsvKey: text('output_csv_key'),
+    /** Set at the end when some images failed: one row per failed image with its error. */
+    errorsCsvKey: text('errors_csv_key'),
+    /** Bytes downloaded and written for the images that are DONE. */
+    inputBytes: bigint('input_bytes', { mode: 'number' }).notNull().default(0),
+    outputBytes: bigint('output_bytes', { mode: 'number' }).notNull().default(0),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
     startedAt: timestamp('started_at', { withTimezone: true, mode: 'date' }),
     completedAt: timestamp('completed_at', { withTimezone: true, mode: 'date' }),

@@ -57,9 +57,12 @@ export function encodeCursor(kind: string, value: string | number): string {
   return Buffer.from(`${kind}:${value}`).toString('base64url');
 }
 
-export function decodeCursor(kind: string, cursor: string | null | undefined): string | undefined {
+export function decodeCursor(kind: string, cursor: string | null | undefined, isValid: (value: string) => boolean): string | undefined {
   if (cursor === null || cursor === undefined) return undefined;
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!text.startsWith(`${kind}:`)) throw badRequest(`after is not a cursor from this connection: "${cursor}"`);
-  return text.slice(kind.length + 1);
+  const value = text.slice(kind.length + 1);
+  if (!text.startsWith(`${kind}:`) || !isValid(value)) throw badRequest(`after is not a cursor from this connection: "${cursor.slice(0, 100)}"`);
+  return value;
 }
+
+export const isPosition = (value: string) => /^\d{1,9}$/.test(value);

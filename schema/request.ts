@@ -1,10 +1,10 @@
 import type { RequestRow } from '../drizzle/schema.ts';
 import { imagesOfProducts, listProducts } from '../src/db/products.ts';
-import { getRequest, listRequests } from '../src/db/requests.ts';
+import { getRequest, isUuid, listRequests } from '../src/db/requests.ts';
 import { cancelRequest, retryFailedImages, startRequest } from '../src/requests/lifecycle.ts';
 import { progressOf, REQUEST_STATUSES, type RequestStatus } from '../src/statuses.ts';
 import { builder } from './builder.ts';
-import { connectionOf, decodeCursor, encodeCursor, PageInfoRef, pageSize, type Connection } from './connection.ts';
+import { connectionOf, decodeCursor, encodeCursor, isPosition, PageInfoRef, pageSize, type Connection } from './connection.ts';
 import { withServiceErrors } from './errors.ts';
 import { ProductRef, type ProductNode } from './product.ts';
 
@@ -46,7 +46,7 @@ export const RequestRef = builder.objectRef<RequestRow>('Request').implement({
       args: { first: t.arg.int(), after: t.arg.string() },
       resolve: async (request, args, ctx) => {
         const first = pageSize(args.first);
-        const after = decodeCursor('p', args.after);
+        const after = decodeCursor('p', args.after, isPosition);
         const afterPosition = after === undefined ? undefined : Number(after);
         const db = ctx.services.database.db;
         const page = await listProducts(db, request.id, { first, afterPosition });
@@ -57,6 +57,18 @@ export const RequestRef = builder.objectRef<RequestRow>('Request').implement({
         const nodes = page.rows.map((row) => ({ row, images: images.get(row.id) ?? [] }));
         return connectionOf(nodes, (node) => encodeCursor('p', node.row.position), page.hasNextPage, page.totalCount, args.after ?? undefined);
       },
+    }),
+    errorsCsvUrl: t.string({
+      nullable: true,
+      description: 'Absolute URL of a CSV listing each failed image with its error code and message; set at the end when some failed',
+      resolve: (request, _args, ctx) => (request.errorsCsvKey ? ctx.services.storage.url(request.errorsCsvKey) : null),
+    }),
+    inputBytes: t.field({ type: 'Float', description: 'Bytes downloaded for the images that are DONE', resolve: (request) => request.inputBytes }),
+    outputBytes: t.field({ type: 'Float', description: 'Bytes written for the images that are DONE', resolve: (request) => request.outputBytes }),
+    savedPercent: t.float({
+      nullable: true,
+      description: 'How much smaller the outputs are than their inputs, in percent (null before any image is DONE)',
+      resolve: (request) => (request.inputBytes > 0 ? Math.round((1 - request.outputBytes / request.inputBytes) * 1000) / 10 : null),
     }),
     outputCsvUrl: t.string({
       nullable: true,
@@ -91,7 +103,7 @@ builder.queryFields((t) => ({
     args: { first: t.arg.int(), after: t.arg.string(), status: t.arg({ type: RequestStatusEnum }) },
     resolve: async (_root, args, ctx) => {
       const first = pageSize(args.first);
-      const after = decodeCursor('r', args.after);
+      const after = decodeCursor('r', args.after, isUuid);
       const page = await listRequests(ctx.services.database.db, { first, after, status: args.status ?? undefined });
       return connectionOf(page.rows, (row) => encodeCursor('r', row.id), page.hasNextPage, page.totalCount, after);
     },

@@ -8,7 +8,8 @@ import { createYoga, type Plugin } from 'graphql-yoga';
 import { processRequest } from 'graphql-upload-minimal';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from './logger.ts';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/client.ts';
 import { createCompressionPool, type CompressionPool } from './compress/compressionPool.ts';
@@ -20,7 +21,7 @@ import { createWebhookSender } from './webhooks/sender.ts';
 import { handleRest } from './rest/routes.ts';
 import type { GraphQLContext, Services } from './services.ts';
 import { schema } from '../schema/index.ts';
-import { GRAPHIQL_DEFAULT_QUERY } from './graphiqlExample.ts';
+import { GRAPHIQL_DEFAULT_QUERY, GRAPHIQL_TABS } from './graphiqlExample.ts';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { createKeyCheck } from './auth.ts';
 import { createMetrics } from './metrics.ts';
@@ -49,7 +50,7 @@ const JSON_BODY_LIMIT = 1024 * 1024;
 
 export async function buildApp(options: AppOptions): Promise<App> {
   const { config } = options;
-  const logger = options.logger ?? pino({ level: config.logLevel });
+  const logger = options.logger ?? createLogger(config.logLevel);
   const ownsDatabase = !options.database;
   const database =
     options.database ??
@@ -111,7 +112,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       warn: (...args) => logger.warn(args.map(String).join(' ')),
       error: (...args) => logger.error(args.map(String).join(' ')),
     },
-    graphiql: { title: 'Squeeze', defaultQuery: GRAPHIQL_DEFAULT_QUERY, subscriptionsProtocol: 'WS' },
+    graphiql: { title: 'Squeeze', defaultQuery: GRAPHIQL_DEFAULT_QUERY, defaultTabs: GRAPHIQL_TABS, subscriptionsProtocol: 'WS' },
     plugins: [
       uploadBodyPlugin,
       // Limits sized so the richest real query (requests → products → images → error) passes with room.

@@ -1,6 +1,6 @@
-import pino from 'pino';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
+import { createLogger } from './logger.ts';
 
 let config;
 try {
@@ -13,7 +13,7 @@ try {
   throw error;
 }
 
-const logger = pino({ level: config.logLevel });
+const logger = createLogger(config.logLevel);
 const app = await buildApp({ config, logger });
 const url = await app.start();
 logger.info(

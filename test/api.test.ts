@@ -156,3 +156,25 @@ describe('GraphQL errors', () => {
     expect(page.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
   });
 });
+
+describe('page cursors', () => {
+  it('refuses a forged cursor with BAD_REQUEST', async () => {
+    const squeeze = await startSqueeze('api-cursors');
+    try {
+      const forged = Buffer.from('r:not-a-uuid').toString('base64url');
+      const answer = await squeeze.graphql(`query($after: String) { requests(after: $after) { totalCount } }`, { after: forged });
+      expect(answer.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
+      const upload = await uploadCsv(squeeze.url, 'S. No.,Product Name,Input Image Urls\n1,A,https://x.example/a.jpg\n', { autoStart: false });
+      const id = upload.body.data.uploadCsv.request.id;
+      for (const cursor of ['p:abc', 'p:1.5', 'p:99999999999999', 'r:1']) {
+        const page = await squeeze.graphql(`query($id: ID!, $after: String) { request(id: $id) { products(after: $after) { totalCount } } }`, {
+          id,
+          after: Buffer.from(cursor).toString('base64url'),
+        });
+        expect(page.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
+      }
+    } finally {
+      await squeeze.close();
+    }
+  });
+});

@@ -31,6 +31,12 @@ export function outputCsvKey(requestId: string): string {
   return `requests/${requestId}/output.csv`;
 }
 
+export const ERRORS_CSV_HEADER = ['S. No.', 'Product Name', 'Input Image Url', 'Error Code', 'Error Message', 'Attempts'];
+
+function csvLine(cells: readonly string[]): string {
+  return stringify([cells.map(neutraliseFormula)], { record_delimiter: 'windows' });
+}
+
 /**
  * Writes the request's output CSV (deterministic key: a re-run overwrites it) and returns the product
  * rows for the webhook body, from one pass over the products.
@@ -40,18 +46,20 @@ export async function writeRequestOutputs(
   storage: Storage,
   request: RequestRow,
   options: { collectRows: boolean },
-): Promise<{ csvKey: string; rows: ProductRowJson[] }> {
-  const lines: string[] = [stringify([OUTPUT_CSV_HEADER], { record_delimiter: 'windows' })];
+): Promise<{ csvKey: string; errorsCsvKey: string | null; rows: ProductRowJson[] }> {
+  const lines: string[] = [csvLine(OUTPUT_CSV_HEADER)];
+  const errorLines: string[] = [csvLine(ERRORS_CSV_HEADER)];
   const rows: ProductRowJson[] = [];
   for await (const { product, images } of productsWithImages(on, request.id)) {
     const inputUrls = images.map((image) => image.inputUrl).join(',');
     const outputUrls = outputUrlList(storage, images);
-    lines.push(
-      stringify(
-        [[String(product.serialNumber), neutraliseFormula(product.productName), neutraliseFormula(inputUrls), neutraliseFormula(outputUrls)]],
-        { record_delimiter: 'windows' },
-      ),
-    );
+    lines.push(csvLine([String(product.serialNumber), product.productName, inputUrls, outputUrls]));
+    for (const image of images) {
+      if (image.status !== 'FAILED') continue;
+      errorLines.push(
+        csvLine([String(product.serialNumber), product.productName, image.inputUrl, image.errorCode ?? '', image.errorMessage ?? '', String(image.attempts)]),
+      );
+    }
     if (options.collectRows) {
       rows.push({
         'Serial Number': product.serialNumber,
@@ -63,5 +71,10 @@ export async function writeRequestOutputs(
   }
   const csvKey = outputCsvKey(request.id);
   await storage.write(csvKey, lines.join(''));
-  return { csvKey, rows };
+  let errorsCsvKey: string | null = null;
+  if (errorLines.length > 1) {
+    errorsCsvKey = `requests/${request.id}/errors.csv`;
+    await storage.write(errorsCsvKey, errorLines.join(''));
+  }
+  return { csvKey, errorsCsvKey, rows };
 }

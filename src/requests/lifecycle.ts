@@ -106,7 +106,10 @@ export async function finishImage(deps: LifecycleDeps, workerId: string, imageId
       .returning({ id: images.id });
     if (finished.length === 0) return { recorded: false };
 
+    const counted = status === 'DONE' && outcome.kind === 'done';
     const counts = {
+      inputBytes: request.inputBytes + (counted ? outcome.inputBytes : 0),
+      outputBytes: request.outputBytes + (counted ? outcome.outputBytes : 0),
       done: request.done + (status === 'DONE' ? 1 : 0),
       failed: request.failed + (status === 'FAILED' ? 1 : 0),
       cancelled: request.cancelled + (status === 'CANCELLED' ? 1 : 0),
@@ -128,10 +131,10 @@ export async function finishImage(deps: LifecycleDeps, workerId: string, imageId
 async function endRequest(deps: LifecycleDeps, tx: Queryable, request: RequestRow, status: RequestStatus): Promise<RequestRow> {
   const now = deps.now?.() ?? new Date();
   const ended: RequestRow = { ...request, status, completedAt: now };
-  const { csvKey, rows } = await writeRequestOutputs(tx, deps.storage, ended, { collectRows: Boolean(request.webhookUrl) });
+  const { csvKey, errorsCsvKey, rows } = await writeRequestOutputs(tx, deps.storage, ended, { collectRows: Boolean(request.webhookUrl) });
   const [saved] = await tx
     .update(requests)
-    .set({ status, completedAt: now, outputCsvKey: csvKey, version: sql`${requests.version} + 1` })
+    .set({ status, completedAt: now, outputCsvKey: csvKey, errorsCsvKey, version: sql`${requests.version} + 1` })
     .where(eq(requests.id, request.id))
     .returning();
   await queueWebhook(tx, saved!, webhookPayload(saved!, deps.storage.url(csvKey), rows, now));
@@ -221,6 +224,7 @@ export async function retryFailedImages(deps: LifecycleDeps, id: string): Promis
         failed: request.failed - retried.length,
         completedAt: null,
         outputCsvKey: null,
+        errorsCsvKey: null,
         version: sql`${requests.version} + 1`,
       })
       .where(eq(requests.id, id))
