@@ -19,6 +19,7 @@ import { createRunner, type Runner } from './runner/runner.ts';
 import { createLocalStorage, contentTypeOf, type Storage } from './storage/localStorage.ts';
 import { createWebhookSender } from './webhooks/sender.ts';
 import { handleRest } from './rest/routes.ts';
+import { serveDashboard } from './dashboard/serve.ts';
 import type { GraphQLContext, Services } from './services.ts';
 import { schema } from '../schema/index.ts';
 import { GRAPHIQL_DEFAULT_QUERY, GRAPHIQL_TABS } from './graphiqlExample.ts';
@@ -138,6 +139,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
       const poolReady = pool ? await pool.ready() : true;
       return sendJson(res, dbReady && poolReady ? 200 : 503, { database: dbReady, pool: poolReady });
     }
+    // The dashboard's own files (/, /requests/<id>, /assets/*) hold nothing secret; the calls it makes carry the key.
+    if (config.role !== 'worker' && (await serveDashboard(req, res, pathname))) return;
     // GraphiQL's page itself holds nothing; the operations it sends carry the key like any other call.
     const graphiqlPage = pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
     if (!graphiqlPage && !keys.checkHeaders(req.headers)) {
@@ -202,22 +205,23 @@ export async function buildApp(options: AppOptions): Promise<App> {
     }
 
     if (await handleRest(services, req, res, url)) return;
-    if (pathname === '/' && req.method === 'GET') {
-      res.writeHead(302, { location: '/graphql' });
-      return res.end();
-    }
     sendJson(res, 404, { error: 'Not found' });
   }
 
-  const server = createServer((req, res) => {
+  // Node checks request timeouts on this interval (30 s by default, longer than a short UPLOAD_TIMEOUT_MS).
+  const connectionsCheckingInterval = Math.max(250, Math.min(30_000, Math.round(config.uploadTimeoutMs / 10)));
+  const server = createServer({ connectionsCheckingInterval }, (req, res) => {
     route(req, res).catch((error) => {
       logger.error({ err: error, url: req.url }, 'request failed');
       if (!res.headersSent) sendJson(res, 500, { error: 'Unexpected error.' });
       else res.destroy();
     });
   });
-  // Uploads of large files take a while; the default request timeout (5 min) still bounds a stalled one.
-  server.requestTimeout = 300_000;
+  // The whole request (an upload included) must arrive within UPLOAD_TIMEOUT_MS; Node answers 408 and
+  // closes the socket otherwise, so a client trickling a CSV cannot hold a connection (and, on
+  // Postgres, an open ingest transaction) for ever.
+  server.requestTimeout = config.uploadTimeoutMs;
+  server.headersTimeout = Math.min(60_000, config.uploadTimeoutMs);
 
   const wss = new WebSocketServer({ server, path: '/graphql' });
   const wsServer = useServer(

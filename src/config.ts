@@ -29,6 +29,8 @@ export interface Config {
   webhookTimeoutMs: number;
   /** Seconds to wait before each webhook attempt: the first entry is the first attempt. */
   webhookRetryDelays: number[];
+  /** Longest time a client may take to send a whole request (an upload); a slower one is cut with 408. */
+  uploadTimeoutMs: number;
   /** Least time between two progress events to one subscriber; the final state is always sent at once. */
   progressCoalesceMs: number;
   logLevel: string;
@@ -127,6 +129,7 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownGraceMs: int(env, 'SHUTDOWN_GRACE_MS', 10_000, 0),
     webhookTimeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 15_000, 1),
     webhookRetryDelays,
+    uploadTimeoutMs: int(env, 'UPLOAD_TIMEOUT_MS', 300_000, 1_000),
     progressCoalesceMs: int(env, 'PROGRESS_COALESCE_MS', 100, 0, 60_000),
     logLevel: env.LOG_LEVEL?.trim() || 'info',
   };

@@ -145,3 +145,40 @@ describe('uploading a product CSV', () => {
     expect(twoFiles.status).toBe(413);
   });
 });
+
+describe('a slow upload', () => {
+  it('is cut at UPLOAD_TIMEOUT_MS and nothing is stored', async () => {
+    const squeeze = await startSqueeze('upload-slow', { env: { UPLOAD_TIMEOUT_MS: '1500' } });
+    try {
+      const { request } = await import('node:http');
+      const boundary = 'squeezeboundary';
+      const head =
+        `--${boundary}\r\nContent-Disposition: form-data; name="operations"\r\n\r\n` +
+        JSON.stringify({ query: 'mutation($file: Upload!) { uploadCsv(file: $file) { __typename } }', variables: { file: null } }) +
+        `\r\n--${boundary}\r\nContent-Disposition: form-data; name="map"\r\n\r\n{"0":["variables.file"]}\r\n` +
+        `--${boundary}\r\nContent-Disposition: form-data; name="0"; filename="slow.csv"\r\nContent-Type: text/csv\r\n\r\nS. No.,Product Name,Input Image Urls\n`;
+      const started = Date.now();
+      const outcome = await new Promise<string>((resolve) => {
+        const req = request(`${squeeze.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'x-graphql-yoga-csrf': '1' },
+        });
+        req.on('response', (res) => resolve(`status ${res.statusCode}`));
+        req.on('error', (error) => resolve(`error ${(error as NodeJS.ErrnoException).code}`));
+        req.write(head);
+        let row = 1;
+        // One row every 200 ms: the upload would take minutes.
+        const timer = setInterval(() => {
+          if (!req.destroyed) req.write(`${row},P${row},https://x.example/${row++}.jpg\n`);
+        }, 200);
+        req.on('close', () => clearInterval(timer));
+      });
+      expect(outcome).toMatch(/status 408|error ECONNRESET|error EPIPE/);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const count = await squeeze.graphql<any>('{ requests { totalCount } }');
+      expect(count.data!.requests.totalCount).toBe(0);
+    } finally {
+      await squeeze.close();
+    }
+  });
+});
