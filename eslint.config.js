@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', 'drizzle/meta/', 'coverage/'] },
+  { ignores: ['node_modules/', 'data/', 'drizzle/meta/', 'coverage/', 'src/dashboard/dist/', 'bench/.corpus/', 'test-results/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
