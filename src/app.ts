@@ -164,9 +164,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
             errors: [{ message: 'Required CSRF header(s) not present: send x-graphql-yoga-csrf or apollo-require-preflight with multipart requests' }],
           });
         }
-        // One more byte than the limit, so the CSV parser sees the excess and reports the limit by name.
+        // A declared length far over the limit is refused before anything is read or stored.
+        if (Number(req.headers['content-length'] ?? 0) > config.maxCsvBytes + JSON_BODY_LIMIT) {
+          res.setHeader('connection', 'close');
+          return sendJson(res, 413, {
+            errors: [{ message: `The upload is larger than the CSV limit of ${config.maxCsvBytes} bytes (MAX_CSV_BYTES)`, extensions: { code: 'TOO_LARGE' } }],
+          });
+        }
         let uploadBody;
         try {
+          // One more byte than the limit, so the CSV parser sees the excess and reports the limit by name.
           uploadBody = await processRequest(req, res, { maxFileSize: config.maxCsvBytes + 1, maxFiles: 1, maxFieldSize: JSON_BODY_LIMIT });
         } catch (error) {
           // graphql-upload-minimal's HttpErrors: a second file (413), a malformed multipart body (400).

@@ -125,6 +125,12 @@ function exit(code: number): void {
   process.stderr.write('', done);
 }
 
+// A reader that stops early (`squeeze download <id> | head`) is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK);
+  throw error;
+});
+
 const outcome = await run(process.argv.slice(2)).catch((error: unknown) => {
   process.stderr.write(`squeeze: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   return 70;

@@ -36,6 +36,18 @@ const FOLLOW = `subscription Follow($id: ID!) {
   }
 }`;
 
+const FAILURES = `query Failures($id: ID!, $after: String) {
+  request(id: $id) {
+    products(first: 100, after: $after) {
+      pageInfo { hasNextPage endCursor }
+      edges { node { images { inputUrl status error { code message } } } }
+    }
+  }
+}`;
+
+/** Failed images named at the end of --wait, at most. */
+const FAILURES_SHOWN = 10;
+
 const FINAL_STATE = `query Final($id: ID!) { request(id: $id) { status progress { total done failed cancelled pending } outputCsvUrl } }`;
 
 type UploadResult =
@@ -131,10 +143,11 @@ Examples:
 async function follow(client: SqueezeClient, id: string): Promise<number> {
   const display = createProgressDisplay();
   let last: { status: string; progress: Progress; outputCsvUrl: string | null } | undefined;
+  const noted = new Set<string>();
   const subscription = client.subscribe<{ requestProgress: ProgressEvent }>(FOLLOW, { id }, ({ requestProgress: event }) => {
-    if (event.image?.status === 'FAILED') {
-      const error = event.image.error;
-      display.note(`image failed: ${event.image.inputUrl}${error ? ` (${error.code}: ${error.message})` : ''}`);
+    if (event.image?.status === 'FAILED' && !noted.has(event.image.inputUrl)) {
+      noted.add(event.image.inputUrl);
+      display.note(describeFailure(event.image));
     }
     display.update(event.status, event.progress);
     last = { status: event.status, progress: event.progress, outputCsvUrl: event.request.outputCsvUrl };
@@ -166,9 +179,40 @@ async function follow(client: SqueezeClient, id: string): Promise<number> {
   if (last.outputCsvUrl) process.stdout.write(`${last.outputCsvUrl}\n`);
   if (last.status === 'COMPLETED') return EXIT.OK;
   const { failed, cancelled, total } = last.progress;
+  // Best effort: naming the failures must not change the outcome.
+  if (failed > noted.size) await listFailures(client, id, noted, failed).catch(() => undefined);
   const why = last.status === 'FAILED' ? `${failed} of ${total} images failed` : `${cancelled} of ${total} images were cancelled`;
   process.stderr.write(`Request ${id} ended ${last.status}: ${why}. The output CSV lists every row; an image without output has an empty entry.\n`);
   return EXIT.ENDED_BADLY;
+}
+
+function describeFailure(image: { inputUrl: string; error: { code: string; message: string } | null }): string {
+  return `image failed: ${image.inputUrl}${image.error ? ` (${image.error.code}: ${image.error.message})` : ''}`;
+}
+
+/** Names failed images the progress events did not (events are coalesced), a few pages at most. */
+async function listFailures(client: SqueezeClient, id: string, noted: Set<string>, failed: number): Promise<void> {
+  type Image = { inputUrl: string; status: string; error: { code: string; message: string } | null };
+  type Page = { request: { products: { pageInfo: { hasNextPage: boolean; endCursor: string | null }; edges: { node: { images: Image[] } }[] } } | null };
+  const shown: string[] = [];
+  let after: string | null = null;
+  for (let page = 0; page < 10 && noted.size < Math.min(failed, FAILURES_SHOWN); page++) {
+    const answer: Page = await client.query<Page>(FAILURES, { id, after });
+    const products = answer.request?.products;
+    if (!products) break;
+    for (const { node } of products.edges) {
+      for (const image of node.images) {
+        if (image.status === 'FAILED' && !noted.has(image.inputUrl) && noted.size < FAILURES_SHOWN) {
+          noted.add(image.inputUrl);
+          shown.push(describeFailure(image));
+        }
+      }
+    }
+    if (!products.pageInfo.hasNextPage) break;
+    after = products.pageInfo.endCursor;
+  }
+  for (const line of shown) process.stderr.write(`${line}\n`);
+  if (failed > noted.size) process.stderr.write(`… and ${failed - noted.size} more failed images\n`);
 }
 
 /** The CompressionOptions input from the flags, or undefined when none was given (server defaults). */
