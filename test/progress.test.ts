@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import postgres from 'postgres';
 import { collectSubscription, photoJpeg, startImageServer, startSqueeze, uploadCsv, type LoopbackServer, type Squeeze } from './support/harness.ts';
 import { openTestDatabase, type TestDatabase } from './support/database.ts';
+import { requestProgress, type ProgressUpdate } from '../src/events/requestProgress.ts';
 
 const FOLLOW = `subscription($id: ID!) { requestProgress(requestId: $id) { status progress { total done failed pending } image { id status } } }`;
 
@@ -69,16 +70,30 @@ describe('live progress', () => {
     expect(sseEvents.at(-1)).toEqual(ws.events.at(-1));
   });
 
-  it('coalesces bursts for a subscriber but always sends the final state', async () => {
-    const coalescing = await startSqueeze('progress-coalesce', { env: { PROGRESS_COALESCE_MS: '2000' }, allowHosts: [images.host] });
+  it('coalesces updates for a subscriber that falls behind, but always sends the final state', async () => {
+    const photo = await photoJpeg(200, 150);
+    const fast = await startImageServer({ '/p.jpg': (_req, res) => res.end(photo) });
+    const squeezeFast = await startSqueeze('progress-coalesce', { allowHosts: [fast.host] });
     try {
-      const upload = await uploadCsv(coalescing.url, csvOf(images, 8));
+      const csv = ['S. No.,Product Name,Input Image Urls', ...Array.from({ length: 12 }, (_, i) => `${i + 1},P${i},${fast.url}/p.jpg?${i}`)].join('\n');
+      const upload = await uploadCsv(squeezeFast.url, csv, { autoStart: false });
       const id = upload.body.data.uploadCsv.request.id;
-      const { events } = await collectSubscription<Event>(coalescing.wsClient(), FOLLOW, { id });
-      expect(events.length).toBeLessThan(8);
-      expect(events.at(-1)!.requestProgress).toMatchObject({ status: 'COMPLETED', progress: { done: 8, pending: 0 } });
+      // A consumer that takes 400 ms over each update, far slower than images finish.
+      const updates = requestProgress(squeezeFast.app.services, id, 100);
+      const seen: ProgressUpdate[] = [(await updates.next()).value];
+      await squeezeFast.graphql(`mutation($id: ID!) { processRequest(id: $id) { id } }`, { id });
+      for await (const update of updates) {
+        seen.push(update);
+        await new Promise((resolve) => setTimeout(resolve, 400));
+      }
+      const versions = seen.map((update) => update.version);
+      expect(versions).toEqual([...versions].sort((a, b) => a - b));
+      // 12 images and a start: 14 states in all; the slow consumer got fewer, ending on the final one.
+      expect(seen.length).toBeLessThan(14);
+      expect(seen.at(-1)).toMatchObject({ status: 'COMPLETED', progress: { done: 12, pending: 0 } });
     } finally {
-      await coalescing.close();
+      await squeezeFast.close();
+      await fast.close();
     }
   });
 });

@@ -35,26 +35,45 @@ export function requestProgress(
   return new Repeater<ProgressUpdate>(async (push, stop) => {
     let version = -1;
     let early: ProgressUpdate[] | undefined = [];
-    // Coalescing: at most one update per coalesceMs; one that comes sooner waits, and a newer one
-    // replaces it. The final state is never held back.
+    // Coalescing under load: while a subscriber has not taken the previous update yet (a slow client,
+    // a full socket), newer updates replace each other and the latest goes out once it has, at most one
+    // per coalesceMs. A subscriber that keeps up gets every update at once. The final state is never
+    // held back or replaced.
+    let taking = false;
     let lastSentAt = 0;
     let held: ProgressUpdate | undefined;
     let timer: NodeJS.Timeout | undefined;
     const send = (update: ProgressUpdate) => {
       held = undefined;
-      clearTimeout(timer);
-      timer = undefined;
       lastSentAt = Date.now();
-      void push(update);
+      taking = true;
+      push(update).then(
+        () => {
+          taking = false;
+          if (held) flushHeld();
+        },
+        () => undefined,
+      );
       if (hasEnded(update.status)) stop();
+    };
+    const flushHeld = () => {
+      if (timer) return;
+      const wait = lastSentAt + coalesceMs - Date.now();
+      if (wait <= 0) return send(held!);
+      timer = setTimeout(() => {
+        timer = undefined;
+        if (held && !taking) send(held);
+      }, wait);
     };
     const deliver = (update: ProgressUpdate) => {
       if (update.version <= version) return;
       version = update.version;
-      const wait = lastSentAt + coalesceMs - Date.now();
-      if (wait <= 0 || hasEnded(update.status)) return send(update);
-      held = update;
-      timer ??= setTimeout(() => held && send(held), wait);
+      if (hasEnded(update.status)) {
+        clearTimeout(timer);
+        return send(update);
+      }
+      if (taking) held = update;
+      else send(update);
     };
     const receive = (update: ProgressUpdate) => (early ? early.push(update) : deliver(update));
     const readState = async () => {
