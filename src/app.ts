@@ -61,6 +61,11 @@ export async function buildApp(options: AppOptions): Promise<App> {
     }));
   const storage: Storage = createLocalStorage(path.join(config.dataDir, 'files'), config.publicUrl);
   const guard = options.guard ?? createAddressGuard({ allowPrivateNetworks: config.allowPrivateNetworks });
+  // Files half-written by an instance that was killed; an hour is far longer than any write.
+  void storage
+    .sweepTemporaryFiles(3_600_000)
+    .then((removed) => removed > 0 && logger.info({ removed }, 'removed half-written files left by a stopped instance'))
+    .catch((error) => logger.warn({ err: error }, 'sweeping half-written files failed'));
   const bus = new ProgressBus(database);
   await bus.start();
 

@@ -21,6 +21,12 @@ export interface RequestSummary {
   completedAt: string | null;
   webhookUrl: string | null;
   outputCsvUrl: string | null;
+  /** A CSV of the failed images with their errors; set at the end when some failed. */
+  errorsCsvUrl: string | null;
+  /** Bytes in and out over the images that are DONE. */
+  inputBytes: number;
+  outputBytes: number;
+  savedPercent: number | null;
   progress: Progress;
 }
 
@@ -77,7 +83,7 @@ export interface UploadVariables {
 
 export const ENDED: ReadonlySet<RequestStatus> = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
 
-export const REQUEST_FIELDS = `id status createdAt startedAt completedAt webhookUrl outputCsvUrl progress { total done failed cancelled pending }`;
+export const REQUEST_FIELDS = `id status createdAt startedAt completedAt webhookUrl outputCsvUrl errorsCsvUrl inputBytes outputBytes savedPercent progress { total done failed cancelled pending }`;
 export const IMAGE_FIELDS = `id position inputUrl outputUrl status attempts inputBytes outputBytes width height format error { code message }`;
 
 const UPLOAD_MUTATION = `mutation UploadCsv($file: Upload!, $webhookUrl: String, $options: CompressionOptions) {
@@ -213,6 +219,38 @@ export function uploadCsv(file: File, variables: UploadVariables, onProgress: (f
     xhr.addEventListener('abort', () => reject(new Error('The upload was cancelled')));
     xhr.send(form);
   });
+}
+
+// ── Files behind the API key ─────────────────────────────────────────────────────────────────────
+
+/**
+ * With API keys on, Squeeze's own `/files/...` (outputs, output CSVs) need the Authorization header too,
+ * which an <img> or a plain link cannot send. Such a file is fetched with the header instead and shown
+ * from a blob: URL. Returns the URL to fetch, or null when a plain <img>/<a> will do (no key stored,
+ * or a file on other storage). An output URL naming this server by another host name (PUBLIC_URL
+ * localhost vs 127.0.0.1, a proxy) is fetched from this origin, and from its own URL should that fail.
+ */
+export function protectedFileUrl(url: string): string | null {
+  if (!getApiKey()) return null;
+  let parsed: URL;
+  try {
+    parsed = new URL(url, location.href);
+  } catch {
+    return null;
+  }
+  if (parsed.origin === location.origin) return parsed.href;
+  if (parsed.pathname.startsWith('/files/')) return `${location.origin}${parsed.pathname}${parsed.search}`;
+  return null;
+}
+
+/** Fetches a file with the API key; resolves to a blob, or null when this origin does not have it. */
+export async function fetchProtectedFile(url: string): Promise<Blob | null> {
+  const local = protectedFileUrl(url);
+  if (!local) return null;
+  const response = await fetch(local, { headers: authHeaders() });
+  if (response.status === 401) throw authRequired();
+  if (!response.ok) return null;
+  return response.blob();
 }
 
 // ── Live progress over graphql-ws ────────────────────────────────────────────────────────────────

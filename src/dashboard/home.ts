@@ -1,9 +1,9 @@
 /** The home page: the upload card beside the newest requests, whose progress bars move live. */
 import { AuthRequiredError, ENDED, graphql, REQUEST_FIELDS, watchProgress, type RequestSummary } from './api.ts';
-import { formatCount, formatDateTime, formatWhen, shortId } from './format.ts';
+import { formatBytes, formatCount, formatDateTime, formatSaving, formatWhen, shortId } from './format.ts';
 import { h, icon, replaceChildren, setText } from './dom.ts';
 import type { UploadCard } from './upload.ts';
-import { errorMessage, notice, progressBar, statusBadge, updateBadge, type ProgressBar } from './widgets.ts';
+import { errorMessage, fileLink, notice, progressBar, statusBadge, updateBadge, type ProgressBar } from './widgets.ts';
 import type { View } from './view.ts';
 
 const REQUESTS_QUERY = `query Requests { requests(first: 50) { totalCount edges { node { ${REQUEST_FIELDS} } } } }`;
@@ -15,6 +15,7 @@ interface Row {
   badge: HTMLElement;
   bar: ProgressBar;
   when: HTMLElement;
+  saved: HTMLElement;
   output: HTMLElement;
   stop?: () => void;
 }
@@ -43,7 +44,7 @@ export function homeView(upload: UploadCard, setUploadListener: (listener: (requ
 
   const renderOutput = (row: Row) => {
     const url = row.request.outputCsvUrl;
-    if (url) replaceChildren(row.output, h('a', { href: url, class: 'button button-ghost button-small', download: 'output.csv', testid: 'row-output-csv', title: 'Download the output CSV' }, icon('download', 16), 'CSV'));
+    if (url) replaceChildren(row.output, fileLink(url, 'CSV', { testid: 'row-output-csv', fileName: `squeeze-${row.request.id}.csv`, className: 'button button-ghost button-small', title: 'Download the output CSV' }));
     else replaceChildren(row.output);
   };
 
@@ -52,6 +53,10 @@ export function homeView(upload: UploadCard, setUploadListener: (listener: (requ
     row.bar.update(row.request.progress, row.request.status);
     row.element.dataset.status = row.request.status;
     setText(row.when, formatWhen(row.request.createdAt));
+    const saving = row.request.inputBytes ? formatSaving(row.request.inputBytes, row.request.outputBytes) : null;
+    setText(row.saved, saving?.text ?? '');
+    row.saved.className = `row-saved${saving ? ` saving-${saving.tone}` : ''}`;
+    if (saving) row.saved.title = `${formatBytes(row.request.inputBytes)} → ${formatBytes(row.request.outputBytes)}`;
     renderOutput(row);
   };
 
@@ -87,16 +92,17 @@ export function homeView(upload: UploadCard, setUploadListener: (listener: (requ
     const badge = statusBadge(request.status);
     const bar = progressBar('small');
     const when = h('time', { class: 'muted', datetime: request.createdAt, title: formatDateTime(request.createdAt) });
+    const saved = h('span', { class: 'row-saved', testid: 'row-saved' });
     const output = h('span', { class: 'row-output' });
     const element = h(
       'li',
       { class: 'request-row', testid: 'request-row', 'data-request-id': request.id },
-      h('a', { class: 'row-main', href, 'data-nav': true, testid: 'request-link' }, h('span', { class: 'mono row-id', title: request.id }, shortId(request.id)), when),
+      h('a', { class: 'row-main', href, 'data-nav': true, testid: 'request-link' }, h('span', { class: 'mono row-id', title: request.id }, shortId(request.id)), h('span', { class: 'row-sub' }, when, saved)),
       badge,
       h('div', { class: 'row-progress' }, bar.element),
       output,
     );
-    const row: Row = { request, element, badge, bar, when, output };
+    const row: Row = { request, element, badge, bar, when, saved, output };
     updateRow(row);
     return row;
   };
@@ -166,6 +172,7 @@ export function homeView(upload: UploadCard, setUploadListener: (listener: (requ
   }, 30_000);
 
   setUploadListener((request) => {
+    if (disposed) return;
     // Shown at once, then the list is read again.
     if (!rows.has(request.id)) {
       const row = makeRow(request);

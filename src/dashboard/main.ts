@@ -44,7 +44,7 @@ const keyForm = h(
   { class: 'key-dialog card', testid: 'key-form', 'aria-labelledby': 'key-title' },
   h('div', { class: 'key-icon' }, icon('key', 22)),
   h('h2', { id: 'key-title' }, 'API key required'),
-  h('p', { class: 'muted' }, 'This Squeeze asks for an API key. It is kept in this browser only and sent as ', h('code', null, 'Authorization: Bearer …'), '.'),
+  h('p', { class: 'muted' }, 'This Squeeze asks for an API key. It is kept in this browser only and sent with every call as a Bearer token.'),
   keyError,
   h('label', { for: 'api-key', class: 'visually-hidden' }, 'API key'),
   keyInput,

@@ -1,8 +1,8 @@
 /** One request: its summary, live progress, actions, and every product with before/after thumbnails. */
-import { AuthRequiredError, ENDED, graphql, IMAGE_FIELDS, REQUEST_FIELDS, watchProgress, type ImageInfo, type ProductInfo, type ProductPage, type RequestSummary } from './api.ts';
+import { AuthRequiredError, ENDED, fetchProtectedFile, graphql, protectedFileUrl, IMAGE_FIELDS, REQUEST_FIELDS, watchProgress, type ImageInfo, type ProductInfo, type ProductPage, type RequestSummary } from './api.ts';
 import { formatBytes, formatCount, formatDateTime, formatDuration, formatSaving } from './format.ts';
 import { h, icon, replaceChildren, setText } from './dom.ts';
-import { errorMessage, notice, progressBar, statusBadge, updateBadge } from './widgets.ts';
+import { errorMessage, fileLink, notice, progressBar, statusBadge, updateBadge } from './widgets.ts';
 import type { View } from './view.ts';
 
 const PAGE_SIZE = 50;
@@ -41,19 +41,50 @@ function fileName(url: string): string {
   }
 }
 
-function thumbnail(url: string, alt: string, testid: string): HTMLElement {
-  const img = h('img', { src: url, alt, loading: 'lazy', decoding: 'async', referrerpolicy: 'no-referrer', testid });
+/** `blobs` for Squeeze's own outputs (behind the API key when keys are on); null for input URLs. */
+function thumbnail(url: string, alt: string, testid: string, blobs: BlobCache | null): HTMLElement {
+  const img = h('img', { alt, loading: 'lazy', decoding: 'async', referrerpolicy: 'no-referrer', testid });
   const link = h('a', { class: 'thumb-image', href: url, target: '_blank', rel: 'noopener noreferrer', title: url }, img);
   img.addEventListener('error', () => link.replaceChildren(h('span', { class: 'thumb-placeholder' }, 'Not available')), { once: true });
+  if (blobs && protectedFileUrl(url)) {
+    // Behind the API key: fetched with it, shown from a blob: URL.
+    blobs
+      .get(url)
+      .then((objectUrl) => {
+        img.src = objectUrl ?? url;
+        if (objectUrl) link.href = objectUrl;
+      })
+      .catch(() => (img.src = url));
+  } else img.src = url;
   return link;
 }
 
-function createImageView(initial: ImageInfo): ImageView {
-  const before = h('div', { class: 'thumb' }, thumbnail(initial.inputUrl, 'Before', 'thumb-before'), h('span', { class: 'thumb-label' }, 'Before'));
+/** Blob URLs of files fetched with the API key, released when the page closes. */
+class BlobCache {
+  private readonly urls = new Map<string, Promise<string | null>>();
+
+  get(url: string): Promise<string | null> {
+    let entry = this.urls.get(url);
+    if (!entry) {
+      entry = fetchProtectedFile(url).then((blob) => (blob ? URL.createObjectURL(blob) : null));
+      this.urls.set(url, entry);
+    }
+    return entry;
+  }
+
+  clear(): void {
+    for (const entry of this.urls.values()) void entry.then((objectUrl) => objectUrl && URL.revokeObjectURL(objectUrl), () => undefined);
+    this.urls.clear();
+  }
+}
+
+function createImageView(initial: ImageInfo, blobs: BlobCache): ImageView {
+  const before = h('div', { class: 'thumb' }, thumbnail(initial.inputUrl, 'Before', 'thumb-before', null), h('span', { class: 'thumb-label' }, 'Before'));
   const afterSlot = h('div', { class: 'thumb-slot' });
   const after = h('div', { class: 'thumb thumb-after' }, afterSlot, h('span', { class: 'thumb-label' }, 'After'));
   const bytes = h('span', { class: 'image-bytes', testid: 'image-bytes' });
   const saved = h('span', { class: 'saving', testid: 'image-saved' });
+  const sizeLine = h('div', { class: 'image-line' }, bytes, saved);
   const badge = statusBadge(initial.status, 'image-status');
   const details = h('span', { class: 'muted image-details' });
   const errorLine = h('div', { class: 'image-error', testid: 'image-error', hidden: true });
@@ -65,7 +96,7 @@ function createImageView(initial: ImageInfo): ImageView {
       'figcaption',
       null,
       h('div', { class: 'image-name', title: initial.inputUrl }, fileName(initial.inputUrl)),
-      h('div', { class: 'image-line' }, bytes, saved),
+      sizeLine,
       h('div', { class: 'image-line' }, badge, details),
       errorLine,
     ),
@@ -81,7 +112,7 @@ function createImageView(initial: ImageInfo): ImageView {
       updateBadge(badge, image.status);
       if (image.outputUrl !== shownOutput) {
         shownOutput = image.outputUrl;
-        afterSlot.replaceChildren(image.outputUrl ? thumbnail(image.outputUrl, 'After', 'thumb-after') : h('span', { class: 'thumb-placeholder' }, WAITING[image.status] ?? ''));
+        afterSlot.replaceChildren(image.outputUrl ? thumbnail(image.outputUrl, 'After', 'thumb-after', blobs) : h('span', { class: 'thumb-placeholder' }, WAITING[image.status] ?? ''));
       } else if (!image.outputUrl) {
         const placeholder = afterSlot.firstElementChild;
         if (placeholder) setText(placeholder, WAITING[image.status] ?? '');
@@ -89,6 +120,7 @@ function createImageView(initial: ImageInfo): ImageView {
       setText(bytes, image.outputBytes !== null ? `${formatBytes(image.inputBytes)} → ${formatBytes(image.outputBytes)}` : image.inputBytes !== null ? formatBytes(image.inputBytes) : '');
       const saving = formatSaving(image.inputBytes, image.outputBytes);
       setText(saved, saving?.text ?? '');
+      sizeLine.hidden = !bytes.textContent;
       saved.className = `saving${saving ? ` saving-${saving.tone}` : ''}`;
       const facts: string[] = [];
       if (image.width && image.height) facts.push(`${image.width} × ${image.height}`);
@@ -117,6 +149,7 @@ export function requestView(id: string): View {
   let pageInfo = { hasNextPage: false, endCursor: null as string | null };
   let totalProducts = 0;
   const imageViews = new Map<string, ImageView>();
+  const blobs = new BlobCache();
   let stopWatch: (() => void) | undefined;
   let refreshTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -143,6 +176,7 @@ export function requestView(id: string): View {
     if (!request) return;
     updateBadge(badge, request.status);
     bar.update(request.progress, request.status);
+    renderTotals();
     const p = request.progress;
     replaceChildren(
       counts,
@@ -164,32 +198,24 @@ export function requestView(id: string): View {
     replaceChildren(
       actions,
       request.outputCsvUrl
-        ? h('a', { class: 'button button-primary', href: request.outputCsvUrl, download: 'output.csv', testid: 'output-csv-link' }, icon('download', 16), 'Output CSV')
+        ? fileLink(request.outputCsvUrl, 'Output CSV', { testid: 'output-csv-link', fileName: `squeeze-${id}.csv`, className: 'button button-primary' })
         : h('span', { class: 'muted small' }, 'The output CSV is ready when the request ends.'),
+      request.errorsCsvUrl
+        ? fileLink(request.errorsCsvUrl, 'Errors CSV', { testid: 'errors-csv-link', fileName: `squeeze-${id}-errors.csv` })
+        : null,
       running ? cancelButton : null,
       request.status === 'FAILED' ? retryButton : null,
     );
   };
 
   const renderTotals = () => {
-    let inputBytes = 0;
-    let outputBytes = 0;
-    let measured = 0;
-    for (const view of imageViews.values()) {
-      const { image } = view;
-      if (image.status === 'DONE' && image.inputBytes !== null && image.outputBytes !== null) {
-        inputBytes += image.inputBytes;
-        outputBytes += image.outputBytes;
-        measured++;
-      }
-    }
-    if (!measured) return replaceChildren(totals);
-    const saving = formatSaving(inputBytes, outputBytes);
+    if (!request || !request.inputBytes) return replaceChildren(totals);
+    const saving = formatSaving(request.inputBytes, request.outputBytes);
     replaceChildren(
       totals,
-      h('span', { class: 'totals-bytes', testid: 'total-bytes' }, `${formatBytes(inputBytes)} → ${formatBytes(outputBytes)}`),
+      h('span', { class: 'totals-bytes', testid: 'total-bytes' }, `${formatBytes(request.inputBytes)} → ${formatBytes(request.outputBytes)}`),
       saving ? h('span', { class: `saving saving-${saving.tone}`, testid: 'total-saved' }, saving.text) : null,
-      h('span', { class: 'muted small' }, products.length < totalProducts ? `over ${formatCount(measured)} images shown` : `over ${formatCount(measured)} compressed image${measured === 1 ? '' : 's'}`),
+      h('span', { class: 'muted small' }, `over ${formatCount(request.progress.done)} compressed image${request.progress.done === 1 ? '' : 's'}`),
     );
   };
 
@@ -198,7 +224,7 @@ export function requestView(id: string): View {
       let view = imageViews.get(image.id);
       if (view) view.update(image);
       else {
-        view = createImageView(image);
+        view = createImageView(image, blobs);
         imageViews.set(image.id, view);
       }
       return view.element;
@@ -228,7 +254,6 @@ export function requestView(id: string): View {
       });
       replaceChildren(more, button);
     } else replaceChildren(more);
-    renderTotals();
   };
 
   const follow = () => {
@@ -240,10 +265,7 @@ export function requestView(id: string): View {
         renderSummary();
         if (event.image) {
           const view = imageViews.get(event.image.id);
-          if (view) {
-            view.update(event.image);
-            renderTotals();
-          }
+          view?.update(event.image);
         }
         // Events may be coalesced (a newer state replaces one not yet sent), so the shown products are read again now and then.
         scheduleRefresh(1500);
@@ -348,8 +370,7 @@ export function requestView(id: string): View {
         h('div', { class: 'summary-head' }, h('div', null, h('p', { class: 'eyebrow' }, 'Request'), h('h1', { class: 'mono request-id', testid: 'request-id' }, id)), badge),
         bar.element,
         h('div', { class: 'summary-row' }, counts, totals),
-        meta,
-        actions,
+        h('div', { class: 'summary-foot' }, meta, actions),
         actionStatus,
       ),
       h('section', { class: 'products-section', 'aria-labelledby': 'products-title' }, h('h2', { id: 'products-title' }, 'Products ', productCount), productList, more),
@@ -365,6 +386,7 @@ export function requestView(id: string): View {
       disposed = true;
       stopWatch?.();
       clearTimeout(refreshTimer);
+      blobs.clear();
     },
   };
 }

@@ -46,7 +46,11 @@ export function createUploadCard(onUploaded: (request: RequestSummary) => void):
   qualitySlider.addEventListener('input', () => {
     quality.value = qualitySlider.value;
   });
-  const format = h('select', { id: 'opt-format', testid: 'format' }, ...FORMATS.map((name) => h('option', { value: name }, name)));
+  const formatOptions = FORMATS.map((name) =>
+    h('label', { class: 'segment-option' }, h('input', { type: 'radio', name: 'format', value: name, checked: name === 'JPEG', testid: `format-${name.toLowerCase()}` }), h('span', null, name)),
+  );
+  const format = h('div', { class: 'segmented', role: 'radiogroup', 'aria-labelledby': 'opt-format-label', testid: 'format' }, ...formatOptions);
+  const chosenFormat = (): OutputFormat => (format.querySelector<HTMLInputElement>('input:checked')?.value as OutputFormat | undefined) ?? 'JPEG';
   const maxWidth = h('input', { type: 'number', min: 1, step: 1, id: 'opt-max-width', placeholder: 'original', inputmode: 'numeric', testid: 'max-width' });
   const maxHeight = h('input', { type: 'number', min: 1, step: 1, id: 'opt-max-height', placeholder: 'original', inputmode: 'numeric', testid: 'max-height' });
   const webhook = h('input', { type: 'url', id: 'opt-webhook', placeholder: 'https://hooks.example/squeeze', autocomplete: 'url', spellcheck: 'false', testid: 'webhook-url' });
@@ -70,7 +74,7 @@ export function createUploadCard(onUploaded: (request: RequestSummary) => void):
       'div',
       { class: 'options' },
       h('div', { class: 'field field-quality' }, h('label', { for: 'opt-quality' }, 'Quality'), h('div', { class: 'quality-row' }, qualitySlider, quality)),
-      field('Format', 'opt-format', format),
+      h('div', { class: 'field field-wide' }, h('span', { class: 'field-label', id: 'opt-format-label' }, 'Format'), format),
       field('Max width', 'opt-max-width', maxWidth, 'px'),
       field('Max height', 'opt-max-height', maxHeight, 'px'),
       h('div', { class: 'field field-wide' }, h('label', { for: 'opt-webhook' }, 'Webhook URL ', h('span', { class: 'muted' }, '(optional)')), webhook),
@@ -159,7 +163,7 @@ export function createUploadCard(onUploaded: (request: RequestSummary) => void):
         webhookUrl: webhook.value.trim() || null,
         options: {
           quality: quality.value.trim() === '' ? 50 : Number(quality.value),
-          format: format.value as OutputFormat,
+          format: chosenFormat(),
           maxWidth: optionalInt(maxWidth),
           maxHeight: optionalInt(maxHeight),
         },

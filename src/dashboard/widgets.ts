@@ -1,7 +1,7 @@
 /** Small pieces shared by the pages: status badges, progress bars, notices. */
-import type { ImageStatus, Progress, RequestStatus } from './api.ts';
+import { fetchProtectedFile, protectedFileUrl, type ImageStatus, type Progress, type RequestStatus } from './api.ts';
 import { formatCount } from './format.ts';
-import { h, setText } from './dom.ts';
+import { h, icon, setText, type IconName } from './dom.ts';
 
 const STATUS_LABELS: Record<RequestStatus | ImageStatus, string> = {
   PENDING: 'Pending',
@@ -69,4 +69,34 @@ export function notice(tone: 'error' | 'success' | 'info', ...children: (Node | 
 
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * A link that downloads a Squeeze file (output CSV, errors CSV). With an API key stored, the click
+ * fetches the file with the key and saves it from a blob: URL, since a plain link cannot send the header.
+ */
+export function fileLink(url: string, label: string, options: { testid: string; fileName: string; className?: string; iconName?: IconName; title?: string }): HTMLAnchorElement {
+  const link = h('a', { href: url, download: options.fileName, class: options.className ?? 'button', testid: options.testid, title: options.title }, icon(options.iconName ?? 'download', 16), label);
+  link.addEventListener('click', (event) => {
+    if (!protectedFileUrl(url) || link.dataset.busy) return;
+    event.preventDefault();
+    link.dataset.busy = 'true';
+    fetchProtectedFile(url)
+      .then((blob) => {
+        if (!blob) {
+          // Not on this origin: let the browser follow the link itself.
+          window.open(url, '_blank', 'noopener');
+          return;
+        }
+        const objectUrl = URL.createObjectURL(blob);
+        const save = h('a', { href: objectUrl, download: options.fileName, hidden: true });
+        document.body.append(save);
+        save.click();
+        save.remove();
+        setTimeout(() => URL.revokeObjectURL(objectUrl), 60_000);
+      })
+      .catch(() => undefined)
+      .finally(() => delete link.dataset.busy);
+  });
+  return link;
 }

@@ -32,6 +32,15 @@ export type ImageOutcome =
 /** Images of one request, found through its products (images_product_idx) rather than a third index on images. */
 const ofRequest = (requestId: string) => sql`product_id in (select id from products where request_id = ${requestId})`;
 
+export interface FinishResult {
+  /** False when the lease was lost (the image was taken by another instance or released): nothing was written. */
+  recorded: boolean;
+  /** What the image became: PENDING when it went back in line for another attempt. */
+  status?: 'PENDING' | 'DONE' | 'FAILED' | 'CANCELLED';
+  /** The request, when this image was its last and it ended. */
+  ended?: RequestRow;
+}
+
 /**
  * Records what became of one claimed image, in one transaction with the request's counters, and, when
  * it was the request's last image, the request's end: status, output CSV and queued webhook.
@@ -39,15 +48,8 @@ const ofRequest = (requestId: string) => sql`product_id in (select id from produ
  * The request row is locked first (`for update`), as cancel and retry also do, so the counters and the
  * end are decided one image at a time per request: the end happens exactly once. The image update
  * requires the lease (`locked_by`), so an image whose lease expired and was taken by another instance
- * is not counted twice; this call then returns false.
+ * is not counted twice; this call then records nothing (`recorded: false`).
  */
-export interface FinishResult {
-  /** False when the lease was lost (the image was taken by another instance or released): nothing was written. */
-  recorded: boolean;
-  /** The request, when this image was its last and it ended. */
-  ended?: RequestRow;
-}
-
 export async function finishImage(deps: LifecycleDeps, workerId: string, imageId: string, outcome: ImageOutcome): Promise<FinishResult> {
   const { database } = deps;
   return database.db.transaction(async (tx) => {
@@ -76,7 +78,7 @@ export async function finishImage(deps: LifecycleDeps, workerId: string, imageId
         })
         .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')))
         .returning({ id: images.id });
-      return { recorded: retried.length > 0 };
+      return { recorded: retried.length > 0, status: 'PENDING' };
     }
 
     // An image of a cancelled request that comes back is counted as cancelled, and its output is not used.
@@ -123,7 +125,7 @@ export async function finishImage(deps: LifecycleDeps, workerId: string, imageId
     let final = updated!;
     if (ends) final = await endRequest(deps, tx, final, counts.failed > 0 ? 'FAILED' : 'COMPLETED');
     await publishProgress(tx, progressEventOf(final, imageId));
-    return { recorded: true, ended: ends ? final : undefined };
+    return { recorded: true, status, ended: ends ? final : undefined };
   });
 }
 

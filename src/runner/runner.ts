@@ -3,11 +3,10 @@ import type { Config } from '../config.ts';
 import type { CompressionPool } from '../compress/compressionPool.ts';
 import { outputExtension } from '../compress/compressionPool.ts';
 import type { Database } from '../db/client.ts';
-import type { RequestRow } from '../../drizzle/schema.ts';
 import { claimImages, extendLeases, releaseExpiredLeases, releaseImages, type ClaimedImage } from '../db/images.ts';
 import type { AddressGuard } from '../net/addressGuard.ts';
 import { FetchFailure, safeFetch } from '../net/safeFetch.ts';
-import { finishImage, type ImageOutcome } from '../requests/lifecycle.ts';
+import { finishImage, type FinishResult, type ImageOutcome } from '../requests/lifecycle.ts';
 import type { Storage } from '../storage/localStorage.ts';
 import type { ImageErrorCode } from '../statuses.ts';
 import type { Metrics } from '../metrics.ts';
@@ -125,13 +124,22 @@ export function createRunner(deps: RunnerDeps): Runner {
   }
 
   async function processImage(image: ClaimedImage, signal: AbortSignal) {
-    const outcome = await compressOne(image, signal);
+    // More attempts than allowed means earlier ones never came back (their instance died or hung while
+    // holding the lease): perhaps this very image kills it. Stop handing it out.
+    const outcome: ImageOutcome =
+      image.attempts > config.maxAttempts
+        ? {
+            kind: 'failed',
+            code: 'DECODE_ERROR',
+            message: `Gave up after ${image.attempts - 1} attempts that never finished (the instance working on it stopped each time)`,
+          }
+        : await compressOne(image, signal);
     if (signal.aborted) return;
     // The database may be briefly away; keep the outcome and try again until the lease would run out.
     for (let attempt = 0; ; attempt++) {
       try {
         const result = await finishImage({ database, storage }, workerId, image.id, outcome);
-        if (result.recorded) observe(image, outcome, result.ended);
+        if (result.recorded) observe(outcome, result);
         return;
       } catch (error) {
         if (attempt >= 5 || signal.aborted) throw error;
@@ -141,10 +149,10 @@ export function createRunner(deps: RunnerDeps): Runner {
     }
   }
 
-  function observe(image: ClaimedImage, outcome: ImageOutcome, ended: RequestRow | undefined) {
+  function observe(outcome: ImageOutcome, { status, ended }: FinishResult) {
     const { metrics } = deps;
-    if (outcome.kind === 'retry') metrics?.imageRetries.inc({ code: outcome.code });
-    else metrics?.imagesFinished.inc({ status: outcome.kind === 'done' ? 'DONE' : 'FAILED', code: outcome.kind === 'failed' ? outcome.code : '' });
+    if (status === 'PENDING') metrics?.imageRetries.inc({ code: outcome.kind === 'done' ? '' : outcome.code });
+    else metrics?.imagesFinished.inc({ status: status ?? 'DONE', code: status === 'FAILED' && outcome.kind !== 'done' ? outcome.code : '' });
     if (!ended) return;
     const seconds = ((ended.completedAt ?? new Date()).getTime() - (ended.startedAt ?? ended.createdAt).getTime()) / 1000;
     metrics?.requestSeconds.observe({ status: ended.status }, seconds);

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +11,8 @@ export interface Storage {
   open(key: string): Promise<{ stream: Readable; size: number } | undefined>;
   /** The absolute URL clients fetch the key from. */
   url(key: string): string;
+  /** Removes half-written files older than `maxAgeMs` (left by an instance killed mid-write). */
+  sweepTemporaryFiles(maxAgeMs: number): Promise<number>;
 }
 
 const KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/;
@@ -47,6 +49,21 @@ export function createLocalStorage(root: string, publicUrl: string): Storage {
     },
     url(key) {
       return `${publicUrl}/files/${key}`;
+    },
+    async sweepTemporaryFiles(maxAgeMs) {
+      let removed = 0;
+      const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
+      for (const entry of entries) {
+        if (!entry.isFile() || !entry.name.endsWith('.tmp')) continue;
+        const file = path.join(entry.parentPath, entry.name);
+        const info = await stat(file).catch(() => undefined);
+        // Young ones may belong to another instance writing right now.
+        if (info && Date.now() - info.mtimeMs > maxAgeMs) {
+          await rm(file, { force: true });
+          removed++;
+        }
+      }
+      return removed;
     },
   };
 }

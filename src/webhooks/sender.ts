@@ -31,14 +31,17 @@ export function createWebhookSender(deps: WebhookSenderDeps) {
 
   async function claim(): Promise<WebhookDeliveryRow[]> {
     const lockSeconds = (config.webhookTimeoutMs * 2) / 1000 + 5;
+    // A materialized pick, as in claimImages: `where id in (select … limit … skip locked)` may be
+    // re-run per row by the planner and take more rows than the limit.
     const ids = await database.rows<{ id: string }>(sql`
-      update webhook_deliveries set locked_until = now() + make_interval(secs => ${lockSeconds}), attempts = attempts + 1
-      where id in (
+      with picked as materialized (
         select id from webhook_deliveries
         where status = 'PENDING' and next_attempt_at <= now() and (locked_until is null or locked_until < now())
         order by next_attempt_at limit 10
         for update skip locked)
-      returning id`);
+      update webhook_deliveries set locked_until = now() + make_interval(secs => ${lockSeconds}), attempts = webhook_deliveries.attempts + 1
+      from picked where webhook_deliveries.id = picked.id
+      returning webhook_deliveries.id`);
     if (ids.length === 0) return [];
     return database.db
       .select()

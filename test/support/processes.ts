@@ -32,6 +32,10 @@ export interface SqueezeProcess {
 }
 
 const running = new Set<SqueezeProcess>();
+// Should the test process end without its afterEach (a crash, a timeout that kills the worker), take the children along.
+process.once('exit', () => {
+  for (const started of running) if (started.alive) started.child.kill('SIGKILL');
+});
 
 /**
  * Starts the real server (`node --import tsx src/main.ts`) as a child process on a free loopback port
