@@ -22,6 +22,7 @@ import { handleRest } from './rest/routes.ts';
 import { serveDashboard } from './dashboard/serve.ts';
 import type { GraphQLContext, Services } from './services.ts';
 import { schema } from '../schema/index.ts';
+import { pageBudgetPlugin } from '../schema/pageBudget.ts';
 import { GRAPHIQL_DEFAULT_QUERY, GRAPHIQL_TABS } from './graphiqlExample.ts';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { createKeyCheck } from './auth.ts';
@@ -126,11 +127,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
         maxDepth: { n: 12 },
         maxAliases: { n: 20 },
         maxTokens: { n: 4000 },
-        costLimit: { maxCost: 20000 },
+        // armor's cost grows with depth and fields, not page sizes: a page of 1 000 products with every
+        // image field costs about 93 000, and the contract allows first up to 1 000. Page sizes are
+        // bounded by pageBudgetPlugin below instead.
+        costLimit: { maxCost: 250_000 },
         maxDirectives: { n: 20 },
         // GraphiQL and clients learn from suggestions; the schema is public (introspection stays on).
         blockFieldSuggestion: { enabled: false },
       }),
+      // One page of 1 000 requests with a page of 100 products each, at most.
+      pageBudgetPlugin(101_000),
     ],
   });
 

@@ -116,6 +116,16 @@ describe('the API with API_KEYS set', () => {
     expect(tooManyAliases.errors?.[0]?.message).toMatch(/alias/i);
     const tokens = await squeeze.graphql<any>(`{ requests { ${'totalCount '.repeat(5000)} } }`, {}, auth);
     expect(tokens.errors?.[0]?.message).toMatch(/token/i);
+    // The contract's largest page, with every image field, passes; pages nested into a million nodes do not.
+    const bigPage = await squeeze.graphql<any>(
+      `query($id: ID!) { request(id: $id) { products(first: 1000) { edges { node { id serialNumber productName inputImageUrls outputImageUrls
+        images { id position inputUrl outputUrl status error { code message } attempts inputBytes outputBytes width height format } } } } } }`,
+      { id: requestId },
+      auth,
+    );
+    expect(bigPage.errors).toBeUndefined();
+    const nested = await squeeze.graphql<any>(`query($n: Int) { requests(first: 1000) { edges { node { products(first: $n) { totalCount } } } } }`, { n: 1000 }, auth);
+    expect(nested.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_REQUEST' }, message: expect.stringMatching(/1001000 connection nodes/) });
   });
 
   it('exposes Prometheus metrics of the work done', async () => {
