@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
-import { eventually, startImageServer, startSqueeze, startWebhookReceiver, uploadCsv, type LoopbackServer, type Squeeze } from './support/harness.ts';
+import { eventually, photoJpeg, serveBytes, startImageServer, startSqueeze, startWebhookReceiver, uploadCsv, type LoopbackServer, type Squeeze } from './support/harness.ts';
 import { openTestDatabase } from './support/database.ts';
 
 const SECRET = `whsec_${Buffer.from('webhook-test-secret-of-some-length!').toString('base64')}`;
@@ -145,6 +145,37 @@ describe('a restart between webhook retries', () => {
       }
     } finally {
       await first.close();
+      await database.close();
+      await images.close();
+      await receiver.close();
+    }
+  });
+});
+
+describe('two instances ending requests at the same time', () => {
+  it('deliver each request’s webhook exactly once', async () => {
+    const photo = await photoJpeg(320, 240);
+    const images = await startImageServer(Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`/${i}.jpg`, serveBytes(photo, 'image/jpeg')])));
+    const receiver = await startWebhookReceiver();
+    const database = await openTestDatabase('webhook-two');
+    const allowHosts = [images.host, receiver.host];
+    const a = await startSqueeze('webhook-two-a', { allowHosts, database });
+    const b = await startSqueeze('webhook-two-b', { allowHosts, database });
+    try {
+      const csv = `S. No.,Product Name,Input Image Urls\n1,A,${images.url}/0.jpg,${images.url}/1.jpg\n2,B,${images.url}/2.jpg,${images.url}/3.jpg\n`;
+      // Eight requests uploaded to either instance; both run workers, so each request's images are
+      // finished by both and either may end it.
+      const ids = await Promise.all(
+        Array.from({ length: 8 }, async (_, i) => (await uploadCsv((i % 2 ? a : b).url, csv, { webhookUrl: `${receiver.url}/hook` })).body.data.uploadCsv.request.id as string),
+      );
+      await receiver.waitFor(8, 60_000);
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      const delivered = receiver.deliveries.map((d) => JSON.parse(d.body).data.requestId as string);
+      expect(delivered.sort()).toEqual([...ids].sort());
+      expect(new Set(receiver.deliveries.map((d) => d.headers['webhook-id'])).size).toBe(8);
+    } finally {
+      await a.close();
+      await b.close();
       await database.close();
       await images.close();
       await receiver.close();
