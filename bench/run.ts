@@ -1,0 +1,812 @@
+/**
+ * `npm run bench`: Squeeze measured against sharp alone, as ratios, in one run.
+ *
+ *   limit   the same images, from memory, through the same Piscina pool of sharp (createCompressionPool,
+ *           the worker the server uses), same options, same thread count: images/s
+ *   e2e     a fresh Squeeze child process (PGlite, then Postgres) downloads and compresses them from a
+ *           loopback server: images/s from upload to COMPLETED; ratio = e2e ÷ limit (the limit passes
+ *           run just before and after each e2e run, so a busy neighbour on the machine hits both)
+ *   status  p50/p99 of the `request(id)` query from 50 looping clients while a request is processing
+ *   ingest  100 000 rows × 3 URLs, autoStart false: upload → request id, with the server's peak RSS
+ *
+ * Settings (environment): BENCH_SHORT=1 (or --short) a ~1 min smoke run; BENCH_IMAGES=<folder> your
+ * own images instead of generated ones; BENCH_REPEAT (default 3) how many times each image is in the
+ * request, under distinct URLs; BENCH_INGEST_ROWS (default 100000); BENCH_POSTGRES_URL (default
+ * postgres://postgres@127.0.0.1:5432/postgres, where scratch databases are created and dropped);
+ * WORKER_THREADS (default: the cores available, as the server).
+ *
+ * Goals are printed beside the figures as PASS/MISS; a MISS never fails the run, an error does.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import sharp from 'sharp';
+import { createCompressionPool, type CompressionOptions } from '../src/compress/compressionPool.ts';
+import { loadConfig } from '../src/config.ts';
+import { defaultSpecs, folderCorpus, generatedCorpus, type CorpusImage } from './corpus.ts';
+import { Profiler, saveProfile, summarise } from './profile.ts';
+import {
+  ROOT,
+  STATUS_QUERY,
+  checkPostgres,
+  createScratchDatabase,
+  graphql,
+  machineBusySeconds,
+  percentile,
+  postgresBackendCpu,
+  procStatus,
+  processCpu,
+  round,
+  sampleRss,
+  scrapeMetrics,
+  sleep,
+  startImageServer,
+  startSqueeze,
+  uploadCsv,
+  type ImageServer,
+  type ScratchDatabase,
+  type SqueezeProcess,
+} from './support.ts';
+
+const benchStarted = performance.now();
+const loadAverageAtStart = os.loadavg().map((n) => Number(n.toFixed(2)));
+const log = (line: string) => console.log(line);
+
+function intEnv(name: string, fallback: number, min = 1): number {
+  const raw = process.env[name]?.trim();
+  if (!raw) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer ≥ ${min}, got "${raw}"`);
+  return value;
+}
+
+const short = process.env.BENCH_SHORT === '1' || process.env.BENCH_SHORT === 'true' || process.argv.includes('--short');
+const settings = {
+  short,
+  repeat: intEnv('BENCH_REPEAT', short ? 1 : 3),
+  ingestRows: intEnv('BENCH_INGEST_ROWS', short ? 2_000 : 100_000),
+  urlsPerRow: 3,
+  statusClients: intEnv('BENCH_STATUS_CLIENTS', 50),
+  statusSeconds: intEnv('BENCH_STATUS_SECONDS', short ? 2 : 5),
+  pollMs: 100,
+  postgresAdminUrl: process.env.BENCH_POSTGRES_URL?.trim() || 'postgres://postgres@127.0.0.1:5432/postgres',
+  images: process.env.BENCH_IMAGES?.trim() || undefined,
+  // The same setting the server reads: WORKER_THREADS, default os.availableParallelism().
+  threads: loadConfig({ WORKER_THREADS: process.env.WORKER_THREADS }).workerThreads,
+  maxPixels: loadConfig({}).maxImagePixels,
+};
+
+/** What the runner passes to the pool for a request uploaded without options (JPEG, quality 50). */
+const OPTIONS: CompressionOptions = { quality: 50, format: 'JPEG', maxWidth: null, maxHeight: null };
+
+const GOALS = { ratio: 0.9, ingestSeconds: 5, ingestRssMb: 250, statusP99Ms: 50 };
+
+// ---------------------------------------------------------------------------------------------
+// The corpus and its jobs.
+
+log(`Squeeze bench${short ? ' (short)' : ''}: ${settings.threads} compression threads, ${os.availableParallelism()} cores, load average ${loadAverageAtStart.join(' ')}`);
+let corpus: CorpusImage[];
+let corpusSource: string;
+if (settings.images) {
+  corpus = await folderCorpus(path.resolve(settings.images));
+  corpusSource = `folder ${path.resolve(settings.images)}`;
+} else {
+  const started = performance.now();
+  const generated = await generatedCorpus(defaultSpecs(short), log);
+  corpus = generated.images;
+  corpusSource = `generated (${path.relative(ROOT, generated.dir)}, ${generated.cached ? 'cached' : `made in ${((performance.now() - started) / 1000).toFixed(0)} s`})`;
+}
+const maxImageBytes = loadConfig({}).maxImageBytes;
+for (const image of corpus) {
+  if (image.bytes.length > maxImageBytes) throw new Error(`${image.name} is ${image.bytes.length} bytes, over Squeeze's MAX_IMAGE_BYTES (${maxImageBytes})`);
+}
+
+/** One entry per image in the request: each corpus image `repeat` times, in file order. */
+const jobs = Array.from({ length: settings.repeat }, (_, pass) => corpus.map((_image, index) => ({ index, tag: `r${pass}` }))).flat();
+const megapixels = jobs.reduce((sum, job) => sum + corpus[job.index]!.megapixels, 0);
+const inputBytes = jobs.reduce((sum, job) => sum + corpus[job.index]!.bytes.length, 0);
+const formats = corpus.reduce<Record<string, number>>((acc, image) => ({ ...acc, [image.format]: (acc[image.format] ?? 0) + 1 }), {});
+log(
+  `Corpus: ${corpus.length} images (${Object.entries(formats).map(([f, n]) => `${n} ${f}`).join(', ')}, ` +
+    `${Math.min(...corpus.map((i) => i.megapixels)).toFixed(1)}–${Math.max(...corpus.map((i) => i.megapixels)).toFixed(1)} MP), ${corpusSource}; ` +
+    `× ${settings.repeat} = ${jobs.length} images per request, ${megapixels.toFixed(0)} MP, ${(inputBytes / 1e6).toFixed(0)} MB`,
+);
+
+/** A few small images, enough for every thread to run twice: warms threads, sharp and the database path. */
+const warmIndexes = corpus
+  .map((image, index) => ({ index, megapixels: image.megapixels }))
+  .sort((a, b) => a.megapixels - b.megapixels)
+  .slice(0, Math.min(corpus.length, settings.threads * 2))
+  .map((entry) => entry.index);
+
+function csvOf(images: ImageServer, entries: { index: number; tag: string }[]): string {
+  const lines = ['S. No.,Product Name,Input Image Urls'];
+  for (let row = 0; row * settings.urlsPerRow < entries.length; row++) {
+    const urls = entries.slice(row * settings.urlsPerRow, (row + 1) * settings.urlsPerRow).map((entry) => images.urlOf(entry.index, entry.tag));
+    lines.push(`${row + 1},Product ${row + 1},"${urls.join(',')}"`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------------------------
+// The limit: sharp in the same Piscina pool, bytes from memory.
+
+interface LimitPass {
+  seconds: number;
+  imagesPerSecond: number;
+  megapixelsPerSecond: number;
+  /** CPU of the whole bench process (pool threads included) during the pass. */
+  cpuSeconds: number;
+  mainThreadCpuSeconds: number;
+  /** CPU seconds of the other threads by name ('libvips worker' is where the pixels are decoded and encoded). */
+  byThreadName: Record<string, number>;
+  /** Share of the machine's cores (0–1) that other processes used meanwhile: above ~0.1 the figures are disturbed. */
+  othersCpuShare: number;
+  outputBytes: number;
+}
+
+/** The share of all cores that processes other than ours kept busy during a window. */
+function othersShare(machineBusySeconds: number, oursSeconds: number, wallSeconds: number): number {
+  return round(Math.max(0, machineBusySeconds - oursSeconds) / (os.availableParallelism() * wallSeconds), 3);
+}
+
+async function measureLimit(label: string): Promise<LimitPass> {
+  const pool = createCompressionPool({ threads: settings.threads, maxPixels: settings.maxPixels });
+  try {
+    // Warm up: every thread loads tsx, sharp and libvips and compresses a couple of images.
+    for (let pass = 0; pass < 2; pass++) {
+      await Promise.all(warmIndexes.map((index) => pool.compress(Buffer.from(corpus[index]!.bytes), OPTIONS)));
+    }
+    // Inputs copied before the clock starts: the pool transfers (detaches) each input's ArrayBuffer.
+    const inputs = jobs.map((job) => Buffer.from(corpus[job.index]!.bytes));
+    const cpuBefore = process.cpuUsage();
+    const threadsBefore = processCpu(process.pid);
+    const machineBefore = machineBusySeconds();
+    const started = performance.now();
+    const results = await Promise.all(inputs.map((input) => pool.compress(input, OPTIONS)));
+    const seconds = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
+    const machineBusy = machineBusySeconds() - machineBefore;
+    const threadsAfter = processCpu(process.pid);
+    const byThreadName: Record<string, number> = {};
+    for (const [name, value] of Object.entries(threadsAfter.byName)) byThreadName[name] = round(value - (threadsBefore.byName[name] ?? 0));
+    const failed = results.filter((result) => !result.ok);
+    if (failed.length > 0) throw new Error(`limit: ${failed.length} images failed: ${JSON.stringify(failed[0])}`);
+    const outputBytes = results.reduce((sum, result) => sum + (result.ok ? result.data.byteLength : 0), 0);
+    const pass = {
+      seconds,
+      imagesPerSecond: jobs.length / seconds,
+      megapixelsPerSecond: megapixels / seconds,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      mainThreadCpuSeconds: round(threadsAfter.main - threadsBefore.main),
+      byThreadName,
+      othersCpuShare: othersShare(machineBusy, (cpu.user + cpu.system) / 1e6, seconds),
+      outputBytes,
+    };
+    log(
+      `  limit ${label}: ${jobs.length} images in ${seconds.toFixed(2)} s = ${pass.imagesPerSecond.toFixed(2)} images/s (${pass.megapixelsPerSecond.toFixed(0)} MP/s); ` +
+        `CPU s ${pass.cpuSeconds.toFixed(1)}: ${Object.entries(byThreadName).map(([name, value]) => `${name} ${value}`).join(', ')}, main thread ${pass.mainThreadCpuSeconds}; ` +
+        `other processes used ${(pass.othersCpuShare * 100).toFixed(0)} % of the cores`,
+    );
+    return pass;
+  } finally {
+    await pool.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Squeeze end to end.
+
+/** BENCH_CPU_PROF=1: the children run with the inspector; their main thread is profiled during each timed window. */
+const profileRoot = process.env.BENCH_CPU_PROF === '1' ? await mkdtemp(path.join(os.tmpdir(), 'squeeze-bench-prof-')) : undefined;
+if (profileRoot) log(`Main-thread CPU profiles of the servers go to ${profileRoot} (open them in Chrome DevTools)`);
+const inspectArgs = profileRoot ? ['--inspect=127.0.0.1:0'] : [];
+
+/** Starts profiling the child's main thread when BENCH_CPU_PROF=1; the returned function stops, saves and summarises. */
+async function profileWindow(server: SqueezeProcess, name: string): Promise<() => Promise<ReturnType<typeof summarise> | undefined>> {
+  if (!profileRoot) return async () => undefined;
+  const profiler = await Profiler.connect(server.output);
+  await profiler.start();
+  return async () => {
+    const profile = await profiler.stop();
+    profiler.close();
+    const file = path.join(profileRoot, `${name}.cpuprofile`);
+    await saveProfile(file, profile);
+    const summary = summarise(profile);
+    log(`    main-thread profile (${file}): busy ${summary.busyMs} of ${summary.totalMs} ms; ${summary.byPackage.map((p) => `${p.name} ${p.ms}`).join(', ')}`);
+    return summary;
+  };
+}
+
+/** The child's output without the inspector's banner. */
+const childWarnings = (server: SqueezeProcess) =>
+  server
+    .output()
+    .split('\n')
+    .filter((line) => !/^(Debugger listening on|For help, see:|Debugger attached)/.test(line))
+    .join('\n')
+    .trim();
+
+interface RequestState {
+  status: string;
+  progress: { total: number; done: number; failed: number; pending: number };
+}
+
+const ENDED = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
+
+/** Polls the request every `pollMs` until it ends; resolves with the time it was seen ended. */
+async function waitForEnd(base: string, id: string, timeoutMs: number): Promise<{ state: RequestState; endedAt: number; polls: number }> {
+  const deadline = performance.now() + timeoutMs;
+  let polls = 0;
+  while (true) {
+    const { request } = await graphql<{ request: RequestState }>(base, STATUS_QUERY, { id });
+    polls++;
+    if (ENDED.has(request.status)) return { state: request, endedAt: performance.now(), polls };
+    if (performance.now() > deadline) throw new Error(`request ${id} did not end within ${timeoutMs / 1000} s: ${JSON.stringify(request)}`);
+    await sleep(settings.pollMs);
+  }
+}
+
+/** The first few image errors of a request, for an error message. */
+async function imageErrors(base: string, id: string): Promise<string> {
+  try {
+    const data = await graphql(base, `query Errors($id: ID!) { request(id: $id) { products(first: 20) { edges { node { images { inputUrl status error { code message } } } } } } }`, { id });
+    const failed = (data.request?.products.edges ?? [])
+      .flatMap((edge: any) => edge.node.images)
+      .filter((image: any) => image.error)
+      .slice(0, 3)
+      .map((image: any) => `${image.inputUrl}: ${image.status} ${image.error.code} ${image.error.message}`);
+    return failed.length ? `image errors: ${failed.join(' | ')}` : 'no image errors recorded';
+  } catch (error) {
+    return `(image errors unreadable: ${error instanceof Error ? error.message : String(error)})`;
+  }
+}
+
+function metricDelta(before: Map<string, number> | undefined, after: Map<string, number> | undefined, name: string): number | null {
+  if (!after?.has(name)) return null;
+  return after.get(name)! - (before?.get(name) ?? 0);
+}
+
+/** Max and p99 event-loop delay since the previous /metrics scrape (prom-client resets its histogram on every scrape). */
+function eventLoop(after: Map<string, number> | undefined): { maxMs: number; p99Ms: number; meanMs: number } | null {
+  const max = after?.get('squeeze_process_nodejs_eventloop_lag_max_seconds');
+  if (max === undefined) return null;
+  return {
+    maxMs: round(max * 1000, 1),
+    p99Ms: round((after!.get('squeeze_process_nodejs_eventloop_lag_p99_seconds') ?? NaN) * 1000, 1),
+    meanMs: round((after!.get('squeeze_process_nodejs_eventloop_lag_mean_seconds') ?? NaN) * 1000, 1),
+  };
+}
+
+interface StatusLatency {
+  clients: number;
+  seconds: number;
+  queries: number;
+  errors: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  queriesPerSecond: number;
+  /** CPU of the bench process (the clients) meanwhile: it competes with the server for the cores. */
+  benchCpuSeconds: number;
+  serverMainThreadCpuMsPerQuery?: number;
+  /** Images that ended while the clients ran, per second: what the load costs the processing. */
+  imagesPerSecondUnderLoad: number | null;
+  firstError?: string;
+}
+
+async function measureStatusLatency(base: string, id: string, forSeconds = settings.statusSeconds): Promise<StatusLatency> {
+  // Half a second unrecorded first: the clients open their connections and the server's code paths warm up.
+  const warmUntil = performance.now() + 500;
+  await Promise.all(
+    Array.from({ length: settings.statusClients }, async () => {
+      while (performance.now() < warmUntil) await graphql(base, STATUS_QUERY, { id }).catch(() => undefined);
+    }),
+  );
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  let first: { at: number; ended: number } | undefined;
+  let last: { at: number; ended: number } | undefined;
+  const started = performance.now();
+  const benchCpu = process.cpuUsage();
+  const deadline = started + forSeconds * 1000;
+  await Promise.all(
+    Array.from({ length: settings.statusClients }, async () => {
+      while (performance.now() < deadline) {
+        const t = performance.now();
+        try {
+          const { request } = await graphql<{ request: RequestState }>(base, STATUS_QUERY, { id });
+          const now = performance.now();
+          latencies.push(now - t);
+          const ended = request.progress.done + request.progress.failed;
+          if (!first) first = { at: now, ended };
+          last = { at: now, ended };
+        } catch (error) {
+          errors++;
+          firstError ??= error instanceof Error ? error.message : String(error);
+        }
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const benchUsage = process.cpuUsage(benchCpu);
+  latencies.sort((a, b) => a - b);
+  return {
+    clients: settings.statusClients,
+    seconds: round(seconds),
+    queries: latencies.length,
+    errors,
+    p50Ms: round(percentile(latencies, 50), 1),
+    p90Ms: round(percentile(latencies, 90), 1),
+    p99Ms: round(percentile(latencies, 99), 1),
+    maxMs: round(latencies[latencies.length - 1] ?? NaN, 1),
+    queriesPerSecond: round(latencies.length / seconds, 0),
+    benchCpuSeconds: round((benchUsage.user + benchUsage.system) / 1e6),
+    imagesPerSecondUnderLoad: first && last && last.at > first.at ? round((last.ended - first.ended) / ((last.at - first.at) / 1000)) : null,
+    ...(firstError ? { firstError } : {}),
+  };
+}
+
+interface EndToEnd {
+  database: 'pglite' | 'postgres';
+  seconds: number;
+  imagesPerSecond: number;
+  megapixelsPerSecond: number;
+  warmupSeconds: number;
+  startupSeconds: number;
+  ratio?: number;
+  limitImagesPerSecond?: number;
+  /** CPU seconds during the timed request. */
+  cpu: { server: number; serverMainThread: number; serverByThreadName: Record<string, number>; postgresBackends: number | null; bench: number };
+  /** limit CPU per image ÷ e2e CPU per image (server + its Postgres backends + image server): the ratio a quiet, CPU-bound machine would show. */
+  cpuRatio?: number;
+  /** See LimitPass.othersCpuShare. */
+  othersCpuShare: number;
+  server: {
+    /** Mean time an image spent in pool.compress (queue wait included) and downloading, from /metrics. */
+    compressMeanMs: number | null;
+    downloadMeanMs: number | null;
+    eventLoop: ReturnType<typeof eventLoop>;
+    peakRssMb: number;
+  };
+  polls: number;
+  status?: StatusLatency;
+  statusIdle?: StatusLatency;
+  mainThreadProfile?: ReturnType<typeof summarise>;
+  warnings: string;
+}
+
+function cpuSnapshot(server: SqueezeProcess, database: ScratchDatabase | undefined) {
+  const usage = process.cpuUsage();
+  return {
+    machine: machineBusySeconds(),
+    server: processCpu(server.pid),
+    postgres: database ? postgresBackendCpu(database.name) : null,
+    bench: (usage.user + usage.system) / 1e6,
+  };
+}
+
+async function endToEnd(kind: 'pglite' | 'postgres', images: ImageServer): Promise<EndToEnd> {
+  const database = kind === 'postgres' ? await createScratchDatabase(settings.postgresAdminUrl) : undefined;
+  let server: SqueezeProcess | undefined;
+  try {
+    const startClock = performance.now();
+    server = await startSqueeze({ name: `e2e-${kind}`, databaseUrl: database?.url, nodeArgs: inspectArgs });
+    const startupSeconds = (performance.now() - startClock) / 1000;
+
+    // Warm-up request: the limit is measured warm, so is Squeeze (threads, sharp, first queries).
+    const warmClock = performance.now();
+    const warm = await uploadCsv(server.base, csvOf(images, warmIndexes.map((index) => ({ index, tag: 'warm' }))), { autoStart: true });
+    const warmEnd = await waitForEnd(server.base, warm.id, 120_000);
+    if (warmEnd.state.status !== 'COMPLETED') {
+      throw new Error(`warm-up request ended ${warmEnd.state.status}: ${JSON.stringify(warmEnd.state.progress)}; ${await imageErrors(server.base, warm.id)}\n${server.output()}`);
+    }
+    const warmupSeconds = (performance.now() - warmClock) / 1000;
+
+    const csv = csvOf(images, jobs);
+    const metricsBefore = await scrapeMetrics(server.base);
+    const cpuBefore = cpuSnapshot(server, database);
+    const stopProfile = await profileWindow(server, `e2e-${kind}`);
+    const rss = sampleRss(server.pid, 100);
+    const started = performance.now();
+    const { id, total } = await uploadCsv(server.base, csv, { autoStart: true });
+    if (total !== jobs.length) throw new Error(`the request holds ${total} images, expected ${jobs.length}`);
+    const end = await waitForEnd(server.base, id, Math.max(180_000, jobs.length * 2_000));
+    const seconds = (end.endedAt - started) / 1000;
+    const { peakRssMb } = rss.stop();
+    const cpuAfter = cpuSnapshot(server, database);
+    const mainThreadProfile = await stopProfile();
+    const metricsAfter = await scrapeMetrics(server.base);
+    if (end.state.status !== 'COMPLETED' || end.state.progress.done !== jobs.length) {
+      throw new Error(`the request ended ${end.state.status} with ${JSON.stringify(end.state.progress)}; ${await imageErrors(server.base, id)}\n${server.output()}`);
+    }
+
+    const byThreadName: Record<string, number> = {};
+    for (const [name, value] of Object.entries(cpuAfter.server.byName)) byThreadName[name] = round(value - (cpuBefore.server.byName[name] ?? 0));
+    const mean = (name: string) => {
+      const sum = metricDelta(metricsBefore, metricsAfter, `${name}_sum`);
+      const count = metricDelta(metricsBefore, metricsAfter, `${name}_count`);
+      return sum === null || !count ? null : round((sum / count) * 1000, 0);
+    };
+    const result: EndToEnd = {
+      database: kind,
+      seconds: round(seconds),
+      imagesPerSecond: round(jobs.length / seconds),
+      megapixelsPerSecond: round(megapixels / seconds, 1),
+      warmupSeconds: round(warmupSeconds),
+      startupSeconds: round(startupSeconds),
+      cpu: {
+        server: round(cpuAfter.server.total - cpuBefore.server.total),
+        serverMainThread: round(cpuAfter.server.main - cpuBefore.server.main),
+        serverByThreadName: byThreadName,
+        postgresBackends: cpuAfter.postgres === null ? null : round(cpuAfter.postgres - cpuBefore.postgres!),
+        bench: round(cpuAfter.bench - cpuBefore.bench),
+      },
+      othersCpuShare: othersShare(
+        cpuAfter.machine - cpuBefore.machine,
+        cpuAfter.server.total - cpuBefore.server.total + (cpuAfter.postgres ?? 0) - (cpuBefore.postgres ?? 0) + cpuAfter.bench - cpuBefore.bench,
+        seconds,
+      ),
+      server: {
+        compressMeanMs: mean('squeeze_compress_seconds'),
+        downloadMeanMs: mean('squeeze_download_seconds'),
+        eventLoop: eventLoop(metricsAfter),
+        peakRssMb: round(peakRssMb, 0),
+      },
+      polls: end.polls,
+      ...(mainThreadProfile ? { mainThreadProfile } : {}),
+      warnings: '',
+    };
+    log(
+      `  e2e ${kind}: ${jobs.length} images in ${seconds.toFixed(2)} s = ${result.imagesPerSecond} images/s; CPU s: server ${result.cpu.server} ` +
+        `(${Object.entries(byThreadName).map(([name, value]) => `${name} ${value}`).join(', ')}, main thread ${result.cpu.serverMainThread})` +
+        `${result.cpu.postgresBackends !== null ? `, postgres ${result.cpu.postgresBackends}` : ''}, bench ${result.cpu.bench}; ` +
+        `other processes used ${(result.othersCpuShare * 100).toFixed(0)} % of the cores`,
+    );
+
+    // Status latency while a request is processing: the same images again, then cancelled.
+    // The same clients against the idle server first: the query's own cost, without compression beside it.
+    const idleMainBefore = processCpu(server.pid).main;
+    const idle = await measureStatusLatency(server.base, id, Math.min(2, settings.statusSeconds));
+    const idleMainCpu = processCpu(server.pid).main - idleMainBefore;
+    result.statusIdle = { ...idle, serverMainThreadCpuMsPerQuery: round((idleMainCpu * 1000) / Math.max(1, idle.queries), 2) };
+    log(
+      `  status ${kind}, idle server: ${idle.queries} queries in ${idle.seconds} s (${idle.queriesPerSecond} q/s), p50 ${idle.p50Ms} ms, p99 ${idle.p99Ms} ms; ` +
+        `server main thread ${result.statusIdle.serverMainThreadCpuMsPerQuery} ms CPU per query`,
+    );
+
+    // Large enough to still be processing when the clients stop (the load slows it down too).
+    const copies = Math.max(1, Math.ceil((2 * (settings.statusSeconds + 1)) / seconds));
+    const statusJobs = Array.from({ length: copies }, (_, copy) => jobs.map((job) => ({ ...job, tag: `s${copy}-${job.tag}` }))).flat();
+    const second = await uploadCsv(server.base, csvOf(images, statusJobs), { autoStart: true });
+    await sleep(300);
+    await scrapeMetrics(server.base);
+    const mainBefore = processCpu(server.pid).main;
+    const stopStatusProfile = await profileWindow(server, `status-${kind}`);
+    result.status = await measureStatusLatency(server.base, second.id);
+    await stopStatusProfile();
+    const mainCpu = processCpu(server.pid).main - mainBefore;
+    const lagUnderLoad = eventLoop(await scrapeMetrics(server.base));
+    log(
+      `  status ${kind}: ${result.status.clients} clients, ${result.status.queries} queries in ${result.status.seconds} s, p50 ${result.status.p50Ms} ms, p99 ${result.status.p99Ms} ms` +
+        `${result.status.errors ? `, ${result.status.errors} errors (${result.status.firstError})` : ''}; images/s meanwhile ${result.status.imagesPerSecondUnderLoad}` +
+        `${lagUnderLoad ? `; event-loop delay max ${lagUnderLoad.maxMs} ms` : ''}`,
+    );
+    Object.assign(result.status, {
+      eventLoop: lagUnderLoad,
+      serverMainThreadCpuSeconds: round(mainCpu),
+      serverMainThreadCpuMsPerQuery: round((mainCpu * 1000) / Math.max(1, result.status.queries), 2),
+    });
+    log(`    server main thread: ${mainCpu.toFixed(2)} CPU s = ${((mainCpu * 1000) / Math.max(1, result.status.queries)).toFixed(2)} ms per query`);
+    // Not needed any more: cancelled, so stopping the server does not wait for it.
+    await graphql(server.base, `mutation Cancel($id: ID!) { cancelRequest(id: $id) { status } }`, { id: second.id }).catch((error: Error) => {
+      if (!/already ended/.test(error.message)) throw error;
+      log(`  ! the status request ended before the clients stopped: its latencies include idle time`);
+    });
+    result.warnings = childWarnings(server);
+    return result;
+  } finally {
+    await server?.stop();
+    await database?.drop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest.
+
+interface Ingest {
+  database: 'pglite' | 'postgres';
+  rows: number;
+  urls: number;
+  csvMegabytes: number;
+  seconds: number;
+  rowsPerSecond: number;
+  peakRssMb: number;
+  rssBeforeMb: number;
+  /** VmHWM: the process's peak since it started (PGlite's heap at open included). */
+  lifetimePeakRssMb: number;
+  eventLoop: ReturnType<typeof eventLoop>;
+  /** CPU seconds during the upload: the server's main thread, and the Postgres backends of its database. */
+  cpu: { serverMainThread: number; postgresBackends: number | null };
+  mainThreadProfile?: ReturnType<typeof summarise>;
+  warnings: string;
+}
+
+function ingestCsvText(rows: number): string {
+  const parts: string[] = ['S. No.,Product Name,Input Image Urls\n'];
+  for (let i = 1; i <= rows; i++) {
+    const urls = Array.from({ length: settings.urlsPerRow }, (_, k) => `http://127.0.0.1:9/products/${i}/${['front', 'back', 'side', 'top'][k % 4]}.jpg`);
+    parts.push(`${i},Product ${i} in Blue,"${urls.join(',')}"\n`);
+  }
+  return parts.join('');
+}
+
+async function ingest(kind: 'pglite' | 'postgres', csv: string): Promise<Ingest> {
+  const database = kind === 'postgres' ? await createScratchDatabase(settings.postgresAdminUrl) : undefined;
+  let server: SqueezeProcess | undefined;
+  try {
+    server = await startSqueeze({ name: `ingest-${kind}`, databaseUrl: database?.url, nodeArgs: inspectArgs });
+    await sleep(500);
+    const before = procStatus(server.pid);
+    await scrapeMetrics(server.base); // resets the event-loop histogram
+    const stopProfile = await profileWindow(server, `ingest-${kind}`);
+    const rss = sampleRss(server.pid, 50);
+    const cpuBefore = { main: processCpu(server.pid).main, postgres: database ? postgresBackendCpu(database.name) : null };
+    const started = performance.now();
+    const { total } = await uploadCsv(server.base, csv, { autoStart: false });
+    const seconds = (performance.now() - started) / 1000;
+    const { peakRssMb } = rss.stop();
+    const cpu = {
+      serverMainThread: round(processCpu(server.pid).main - cpuBefore.main),
+      postgresBackends: database ? round(postgresBackendCpu(database.name) - cpuBefore.postgres!) : null,
+    };
+    const mainThreadProfile = await stopProfile();
+    const after = procStatus(server.pid);
+    const lag = eventLoop(await scrapeMetrics(server.base));
+    const expected = settings.ingestRows * settings.urlsPerRow;
+    if (total !== expected) throw new Error(`ingest stored ${total} images, expected ${expected}`);
+    const result: Ingest = {
+      database: kind,
+      rows: settings.ingestRows,
+      urls: total,
+      csvMegabytes: round(Buffer.byteLength(csv) / 1e6, 1),
+      seconds: round(seconds),
+      rowsPerSecond: round(settings.ingestRows / seconds, 0),
+      peakRssMb: round(peakRssMb, 0),
+      rssBeforeMb: round((before?.rssKb ?? NaN) / 1024, 0),
+      lifetimePeakRssMb: round((after?.hwmKb ?? NaN) / 1024, 0),
+      eventLoop: lag,
+      cpu,
+      ...(mainThreadProfile ? { mainThreadProfile } : {}),
+      warnings: childWarnings(server),
+    };
+    log(
+      `  ingest ${kind}: ${settings.ingestRows} rows × ${settings.urlsPerRow} in ${seconds.toFixed(2)} s; RSS ${result.rssBeforeMb} → peak ${result.peakRssMb} MB` +
+        `${lag ? `; event-loop delay max ${lag.maxMs} ms` : ''}; CPU s: main thread ${cpu.serverMainThread}${cpu.postgresBackends !== null ? `, postgres ${cpu.postgresBackends}` : ''}`,
+    );
+    return result;
+  } finally {
+    await server?.stop();
+    await database?.drop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run.
+
+const errors: { phase: string; message: string }[] = [];
+async function phase<T>(name: string, run: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await run();
+  } catch (error) {
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    errors.push({ phase: name, message });
+    console.error(`✗ ${name} failed: ${message}`);
+    return undefined;
+  }
+}
+
+const postgresCheck = await checkPostgres(settings.postgresAdminUrl);
+const postgresSkipped = postgresCheck === true ? undefined : `Postgres at ${settings.postgresAdminUrl} is not reachable (${postgresCheck}): Postgres runs skipped`;
+if (postgresSkipped) log(`! ${postgresSkipped}`);
+
+const images = await startImageServer(corpus);
+const limits: LimitPass[] = [];
+const e2e: Partial<Record<'pglite' | 'postgres', EndToEnd>> = {};
+const ingests: Partial<Record<'pglite' | 'postgres', Ingest>> = {};
+try {
+  log('Limit and end to end (each e2e run between two limit passes):');
+  const addLimit = async (label: string) => {
+    const pass = await phase(`limit ${label}`, () => measureLimit(label));
+    if (pass) limits.push(pass);
+    return pass;
+  };
+  const adjacentLimit = (a: LimitPass | undefined, b: LimitPass | undefined) => {
+    const passes = [a, b].filter((p): p is LimitPass => p !== undefined);
+    return passes.length ? passes.reduce((sum, p) => sum + p.imagesPerSecond, 0) / passes.length : undefined;
+  };
+  const l1 = await addLimit('1');
+  const pglite = await phase('e2e pglite', () => endToEnd('pglite', images));
+  const l2 = await addLimit('2');
+  const pg = postgresSkipped ? undefined : await phase('e2e postgres', () => endToEnd('postgres', images));
+  const l3 = pg ? await addLimit('3') : undefined;
+  for (const [result, limit] of [
+    [pglite, adjacentLimit(l1, l2)],
+    [pg, adjacentLimit(l2, l3)],
+  ] as const) {
+    if (!result) continue;
+    if (limit) {
+      result.limitImagesPerSecond = round(limit);
+      result.ratio = round(result.imagesPerSecond / limit, 3);
+    }
+    if (limits.length) {
+      const limitCpu = limits.reduce((sum, p) => sum + p.cpuSeconds, 0) / limits.length;
+      result.cpuRatio = round(limitCpu / (result.cpu.server + (result.cpu.postgresBackends ?? 0) + result.cpu.bench), 3);
+    }
+    e2e[result.database] = result;
+  }
+
+  log(`Ingest (${settings.ingestRows} rows × ${settings.urlsPerRow} URLs, autoStart false):`);
+  const csv = ingestCsvText(settings.ingestRows);
+  if (!postgresSkipped) ingests.postgres = await phase('ingest postgres', () => ingest('postgres', csv));
+  ingests.pglite = await phase('ingest pglite', () => ingest('pglite', csv));
+} finally {
+  await images.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report.
+
+const verdict = (ok: boolean | undefined) => (ok === undefined ? 'SKIP' : ok ? 'PASS' : 'MISS');
+const fmt = (value: number | null | undefined, digits = 2) => (value === null || value === undefined || !Number.isFinite(value) ? '—' : value.toFixed(digits));
+const limitIps = limits.map((p) => p.imagesPerSecond);
+const rows: [string, string, string, string][] = [];
+rows.push([
+  `limit: sharp in Piscina, ${settings.threads} threads`,
+  `${fmt(limitIps.reduce((a, b) => a + b, 0) / (limitIps.length || NaN))} img/s (passes ${limitIps.map((v) => v.toFixed(2)).join(' / ') || '—'}; ` +
+    `others used ${limits.map((p) => (p.othersCpuShare * 100).toFixed(0)).join(' / ') || '—'} % of the cores)`,
+  '',
+  '',
+]);
+for (const kind of ['pglite', 'postgres'] as const) {
+  const result = e2e[kind];
+  const skipped = kind === 'postgres' && postgresSkipped;
+  rows.push([
+    `e2e ${kind === 'pglite' ? 'PGlite' : 'Postgres'}`,
+    result
+      ? `${fmt(result.imagesPerSecond)} img/s in ${fmt(result.seconds)} s, ratio ${fmt(result.ratio, 3)} (CPU ratio ${fmt(result.cpuRatio, 3)}; others used ${fmt(result.othersCpuShare * 100, 0)} % of the cores)`
+      : skipped
+        ? 'skipped'
+        : 'error',
+    `ratio ≥ ${GOALS.ratio}`,
+    verdict(result?.ratio === undefined ? (skipped ? undefined : false) : result.ratio >= GOALS.ratio),
+  ]);
+}
+const limitCpuPerImage = limits.length ? (limits.reduce((sum, p) => sum + p.cpuSeconds, 0) / limits.length / jobs.length) * 1000 : NaN;
+const limitVipsPerImage = limits.length ? (limits.reduce((sum, p) => sum + (p.byThreadName['libvips worker'] ?? NaN), 0) / limits.length / jobs.length) * 1000 : NaN;
+for (const kind of ['pglite', 'postgres'] as const) {
+  const result = e2e[kind];
+  if (!result) continue;
+  const perImage = (seconds: number | null) => (seconds === null ? '—' : ((seconds * 1000) / jobs.length).toFixed(1));
+  const vips = result.cpu.serverByThreadName['libvips worker'] ?? null;
+  rows.push([
+    `  CPU ms/image, ${kind === 'pglite' ? 'PGlite' : 'Postgres'}`,
+    `libvips ${perImage(vips)} (limit ${fmt(limitVipsPerImage, 1)}), other threads ${perImage(vips === null ? null : result.cpu.server - result.cpu.serverMainThread - vips)} ` +
+      `(limit ${fmt(limitCpuPerImage - limitVipsPerImage, 1)}), main ${perImage(result.cpu.serverMainThread)}` +
+      `${result.cpu.postgresBackends !== null ? `, postgres ${perImage(result.cpu.postgresBackends)}` : ''}, image server ${perImage(result.cpu.bench)}`,
+    '(info)',
+    '',
+  ]);
+}
+for (const kind of ['postgres', 'pglite'] as const) {
+  const result = ingests[kind];
+  const skipped = kind === 'postgres' && postgresSkipped;
+  const goal = kind === 'postgres';
+  rows.push([
+    `ingest ${kind === 'pglite' ? 'PGlite' : 'Postgres'} ${settings.ingestRows.toLocaleString('en')}×${settings.urlsPerRow}`,
+    result
+      ? `${fmt(result.seconds)} s, peak RSS ${fmt(result.peakRssMb, 0)} MB${result.eventLoop ? `, loop delay max ${fmt(result.eventLoop.maxMs, 0)} ms` : ''}`
+      : skipped
+        ? 'skipped'
+        : 'error',
+    goal ? `≤ ${GOALS.ingestSeconds} s, ≤ ${GOALS.ingestRssMb} MB` : '(no goal)',
+    goal ? verdict(result ? result.seconds <= GOALS.ingestSeconds && result.peakRssMb <= GOALS.ingestRssMb : skipped ? undefined : false) : '',
+  ]);
+}
+for (const kind of ['postgres', 'pglite'] as const) {
+  const status = e2e[kind]?.status;
+  const skipped = kind === 'postgres' && postgresSkipped;
+  const goal = kind === 'postgres';
+  rows.push([
+    `status p50/p99 ${kind === 'pglite' ? 'PGlite' : 'Postgres'}, ${settings.statusClients} clients`,
+    status ? `${fmt(status.p50Ms, 1)} / ${fmt(status.p99Ms, 1)} ms (${status.queriesPerSecond} q/s${status.errors ? `, ${status.errors} errors` : ''})` : skipped ? 'skipped' : 'error',
+    goal ? `p99 ≤ ${GOALS.statusP99Ms} ms` : '(no goal)',
+    goal ? verdict(status ? status.p99Ms <= GOALS.statusP99Ms && status.errors === 0 : skipped ? undefined : false) : '',
+  ]);
+  const idle = e2e[kind]?.statusIdle;
+  if (idle) {
+    rows.push([`  same, server idle`, `${fmt(idle.p50Ms, 1)} / ${fmt(idle.p99Ms, 1)} ms (${idle.queriesPerSecond} q/s, ${fmt(idle.serverMainThreadCpuMsPerQuery)} ms CPU/query)`, '(info)', '']);
+  }
+}
+
+const sharpVersions = sharp.versions as Record<string, string | undefined>;
+// sharp's entry is <package>/lib/index.js.
+const sharpPackage = JSON.parse(readFileSync(path.join(path.dirname(createRequire(import.meta.url).resolve('sharp')), '..', 'package.json'), 'utf8')) as { version: string };
+let gitCommit = 'unknown';
+try {
+  gitCommit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+  if (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' }).trim()) gitCommit += '-dirty';
+} catch {
+  // not a git checkout
+}
+const machine = {
+  cores: os.cpus().length,
+  availableParallelism: os.availableParallelism(),
+  cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
+  totalMemoryGb: round(os.totalmem() / 2 ** 30, 1),
+  node: process.version,
+  sharp: sharpPackage.version,
+  libvips: sharpVersions.vips ?? 'unknown',
+  platform: `${os.platform()} ${os.release()}`,
+  loadAverageAtStart,
+  loadAverageAtEnd: os.loadavg().map((n) => round(n)),
+};
+const durationSeconds = round((performance.now() - benchStarted) / 1000, 1);
+
+const header = `Squeeze bench${short ? ' (short)' : ''} — ${machine.cores} cores (${machine.cpuModel}), ${machine.totalMemoryGb} GB, node ${machine.node}, sharp ${machine.sharp} / libvips ${machine.libvips}, commit ${gitCommit}`;
+const corpusLine = `corpus: ${corpus.length} images × ${settings.repeat} = ${jobs.length} per request, ${megapixels.toFixed(0)} MP, ${(inputBytes / 1e6).toFixed(0)} MB; JPEG q50; ${corpusSource}`;
+const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length), ['measure', 'figure', 'goal', ''][i]!.length));
+const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
+console.log('');
+console.log(header);
+console.log(corpusLine);
+console.log(line(['measure', 'figure', 'goal', '']));
+console.log(line(widths.map((w) => '-'.repeat(w))));
+for (const row of rows) console.log(line(row));
+console.log(`run took ${durationSeconds} s${errors.length ? `; ${errors.length} error(s): ${errors.map((e) => e.phase).join(', ')}` : ''}`);
+if (postgresSkipped) console.log(postgresSkipped);
+const noisiest = Math.max(0, ...limits.map((p) => p.othersCpuShare), ...Object.values(e2e).map((r) => r.othersCpuShare));
+if (noisiest > 0.1) {
+  console.log(
+    `! other processes used up to ${(noisiest * 100).toFixed(0)} % of the cores during the measurements: the throughput ratios are disturbed ` +
+      `(the CPU ratios much less so); run again on a quiet machine`,
+  );
+}
+
+const stamp = new Date();
+const pad = (n: number) => String(n).padStart(2, '0');
+const fileName = `${stamp.getFullYear()}-${pad(stamp.getMonth() + 1)}-${pad(stamp.getDate())}-${pad(stamp.getHours())}${pad(stamp.getMinutes())}${short ? '-short' : ''}.json`;
+const resultsDir = path.join(ROOT, 'bench', 'results');
+await mkdir(resultsDir, { recursive: true });
+const report = {
+  date: stamp.toISOString(),
+  commit: gitCommit,
+  durationSeconds,
+  machine,
+  settings: { ...settings, postgresAdminUrl: settings.postgresAdminUrl.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@'), options: OPTIONS },
+  corpus: {
+    source: corpusSource,
+    images: corpus.map((image) => ({ name: image.name, format: image.format, width: image.width, height: image.height, bytes: image.bytes.length })),
+    jobs: jobs.length,
+    megapixels: round(megapixels, 1),
+    inputBytes,
+  },
+  goals: GOALS,
+  limit: { passes: limits.map((p) => ({ ...p, seconds: round(p.seconds, 3), imagesPerSecond: round(p.imagesPerSecond, 3), megapixelsPerSecond: round(p.megapixelsPerSecond, 1), cpuSeconds: round(p.cpuSeconds) })) },
+  e2e,
+  ingest: ingests,
+  table: rows.map(([measure, figure, goal, result]) => ({ measure, figure, goal, result })),
+  postgresSkipped: postgresSkipped ?? null,
+  errors,
+};
+await writeFile(path.join(resultsDir, fileName), JSON.stringify(report, null, 2) + '\n');
+console.log(`results: ${path.relative(ROOT, path.join(resultsDir, fileName))}`);
+
+// Idle keep-alive sockets and timers must not hold the process open.
+process.exit(errors.length > 0 ? 1 : 0);
