@@ -57,10 +57,20 @@ export async function ingestCsv(deps: { database: Database; config: Config }, in
       await tx.insert(requests).values(newRequest);
       let position = 0;
       let total = 0;
+      // One batch insert stays in flight while the parser reads the next one: parsing (main thread)
+      // and inserting (the database) overlap instead of taking turns (7.1 s → see bench for 100k × 3).
+      let inFlight: Promise<void> = Promise.resolve();
       failure = await fill(async (batch) => {
-        total += await insertProductBatch(tx, requestId, position, batch, input.autoStart);
+        await inFlight;
+        const first = position;
         position += batch.length;
+        inFlight = insertProductBatch(tx, requestId, first, batch, input.autoStart).then((count) => {
+          total += count;
+        });
+        // Awaited at the next batch or below; this only keeps an early failure from going unhandled.
+        inFlight.catch(() => undefined);
       });
+      await inFlight;
       if (failure) throw new RollBack();
       const [row] = await tx.update(requests).set({ total }).where(eq(requests.id, requestId)).returning();
       return row!;
@@ -81,7 +91,11 @@ export async function ingestCsv(deps: { database: Database; config: Config }, in
     );
     if (failure) return failure;
     const request = await storeRequest(async (onBatch) => {
-      for (const batch of batches) await onBatch(batch);
+      for (const batch of batches) {
+        await onBatch(batch);
+        // PGlite runs on this thread: let health checks, pings and progress events through between batches.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
       return undefined;
     });
     return { ok: true, request };

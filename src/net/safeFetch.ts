@@ -303,20 +303,29 @@ async function readLimited(
     discard(stream);
     throw tooLarge();
   }
+  // With a trustworthy length, bytes go straight into one exact-size buffer (no chunk list, no
+  // concat copy), which the compression pool can then transfer as it is.
+  const declared = contentLength !== undefined && /^\d+$/.test(contentLength.trim()) ? Number(contentLength) : undefined;
+  const whole = declared !== undefined && declared > 0 ? Buffer.from(new ArrayBuffer(declared)) : undefined;
   const chunks: Buffer[] = [];
   let total = 0;
+  let filled = 0;
   try {
     for await (const chunk of stream) {
-      total += chunk.length;
-      if (total > maxBytes) {
+      if (total + chunk.length > maxBytes) {
         discard(stream);
         throw tooLarge();
       }
-      chunks.push(chunk);
+      if (whole && chunks.length === 0 && filled + chunk.length <= whole.length) {
+        whole.set(chunk, filled);
+        filled += chunk.length;
+      } else chunks.push(chunk);
+      total += chunk.length;
     }
   } catch (err) {
     if (err instanceof FetchFailure) throw err;
     throw toFailure(err, url);
   }
-  return Buffer.concat(chunks, total);
+  if (whole && chunks.length === 0) return filled === whole.length ? whole : whole.subarray(0, filled);
+  return Buffer.concat(whole ? [whole.subarray(0, filled), ...chunks] : chunks, total);
 }
