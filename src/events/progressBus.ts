@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Database, Queryable } from '../db/client.ts';
 import { notify } from '../db/client.ts';
 import type { RequestStatus } from '../statuses.ts';
@@ -22,6 +23,11 @@ export interface ProgressEvent {
 /** Queues the event in the caller's transaction; every instance's listener gets it after commit. */
 export function publishProgress(on: Queryable, event: ProgressEvent) {
   return notify(on, PROGRESS_CHANNEL, JSON.stringify(event));
+}
+
+/** The same NOTIFY as an SQL expression, to ride along in another statement (`returning …`). */
+export function notifyProgressSql(event: ProgressEvent): SQL {
+  return sql`pg_notify(${PROGRESS_CHANNEL}, ${JSON.stringify(event)})`;
 }
 
 /**

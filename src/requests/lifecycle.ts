@@ -2,7 +2,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import { images, requests, type RequestRow } from '../../drizzle/schema.ts';
 import type { Database, Queryable } from '../db/client.ts';
 import { ServiceError } from '../errors.ts';
-import { publishProgress } from '../events/progressBus.ts';
+import { notifyProgressSql, publishProgress } from '../events/progressBus.ts';
 import { writeRequestOutputs } from '../output/requestOutputs.ts';
 import type { RequestStatus, ImageErrorCode } from '../statuses.ts';
 import { hasEnded } from '../statuses.ts';
@@ -53,13 +53,15 @@ export interface FinishResult {
 export async function finishImage(deps: LifecycleDeps, workerId: string, imageId: string, outcome: ImageOutcome): Promise<FinishResult> {
   const { database } = deps;
   return database.db.transaction(async (tx) => {
-    const [owner] = await tx
-      .select({ requestId: images.requestId })
-      .from(images)
-      .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')));
-    if (!owner) return { recorded: false };
-    const [request] = await tx.select().from(requests).where(eq(requests.id, owner.requestId)).for('update');
-    if (!request) return { recorded: false };
+    // The image's request, locked, in one round trip (the image's lease is checked again when it is updated).
+    const [found] = await tx
+      .select({ request: requests })
+      .from(requests)
+      .innerJoin(images, eq(images.requestId, requests.id))
+      .where(and(eq(images.id, imageId), eq(images.lockedBy, workerId), eq(images.status, 'PROCESSING')))
+      .for('update', { of: requests });
+    if (!found) return { recorded: false };
+    const { request } = found;
 
     // A transient failure goes back in line, unless the request was cancelled while the image was in
     // flight: then it is counted as cancelled below, like any image that comes back to a cancelled request
@@ -117,15 +119,24 @@ export async function finishImage(deps: LifecycleDeps, workerId: string, imageId
       cancelled: request.cancelled + (status === 'CANCELLED' ? 1 : 0),
     };
     const ends = request.status === 'PROCESSING' && counts.done + counts.failed + counts.cancelled === request.total;
+    const next: RequestRow = { ...request, ...counts, version: request.version + 1 };
+    if (!ends) {
+      // The common case, one round trip: the counters, and the progress event from the same values.
+      await tx.execute(sql`
+        update requests set input_bytes = ${counts.inputBytes}, output_bytes = ${counts.outputBytes}, done = ${counts.done},
+          failed = ${counts.failed}, cancelled = ${counts.cancelled}, version = ${next.version}
+        where id = ${request.id}
+        returning ${notifyProgressSql(progressEventOf(next, imageId))}`);
+      return { recorded: true, status };
+    }
     const [updated] = await tx
       .update(requests)
-      .set({ ...counts, version: sql`${requests.version} + 1` })
+      .set({ ...counts, version: next.version })
       .where(eq(requests.id, request.id))
       .returning();
-    let final = updated!;
-    if (ends) final = await endRequest(deps, tx, final, counts.failed > 0 ? 'FAILED' : 'COMPLETED');
+    const final = await endRequest(deps, tx, updated!, counts.failed > 0 ? 'FAILED' : 'COMPLETED');
     await publishProgress(tx, progressEventOf(final, imageId));
-    return { recorded: true, status, ended: ends ? final : undefined };
+    return { recorded: true, status, ended: final };
   });
 }
 
