@@ -992,7 +992,8 @@ async function run() {
   rows.push([
     'CPU s during the run',
     `server main ${fmt(cpu.serverMainThread, 2)}, other threads ${fmt(cpu.serverOtherThreads, 2)}` +
-      `${cpu.workerInstance !== null ? `, worker instance ${fmt(cpu.workerInstance, 2)}` : ''}, postgres ${fmt(cpu.postgresBackends, 2)}, clients ${fmt(cpu.clientProcesses, 2)}`,
+      `${cpu.workerInstance !== null ? `, worker instance ${fmt(cpu.workerInstance, 2)}` : ''}, ` +
+      `postgres ${cpu.postgresBackends === null ? '(PGlite: in the server)' : fmt(cpu.postgresBackends, 2)}, clients ${fmt(cpu.clientProcesses, 2)}`,
     '(info)',
     '',
   ]);

@@ -6,6 +6,21 @@ import { notFound } from './errors.ts';
 import { ImageRef } from './product.ts';
 import { ProgressRef, RequestRef, RequestStatusEnum } from './request.ts';
 
+/**
+ * Reads shared by every subscriber of one event: with 1 000 subscribers, reading the image (or the
+ * request) per subscriber made 116 000 queries for 300 images and slowed processing 26-fold
+ * (bench:progress); keyed by the event object, it is one read per event.
+ */
+const sharedReads = new WeakMap<object, Map<string, Promise<unknown>>>();
+function once<T>(update: ProgressUpdate, what: string, load: () => Promise<T>): Promise<T> {
+  if (!update.event) return load();
+  let reads = sharedReads.get(update.event);
+  if (!reads) sharedReads.set(update.event, (reads = new Map()));
+  let read = reads.get(what) as Promise<T> | undefined;
+  if (!read) reads.set(what, (read = load()));
+  return read;
+}
+
 const RequestProgressRef = builder.objectRef<ProgressUpdate>('RequestProgress').implement({
   fields: (t) => ({
     requestId: t.exposeID('requestId'),
@@ -14,7 +29,7 @@ const RequestProgressRef = builder.objectRef<ProgressUpdate>('RequestProgress').
     request: t.field({
       type: RequestRef,
       resolve: async (update, _args, ctx) => {
-        const request = await getRequest(ctx.services.database.db, update.requestId);
+        const request = await once(update, 'request', () => getRequest(ctx.services.database.db, update.requestId));
         if (!request) throw new Error(`Request ${update.requestId} vanished`);
         return request;
       },
@@ -23,7 +38,11 @@ const RequestProgressRef = builder.objectRef<ProgressUpdate>('RequestProgress').
       type: ImageRef,
       nullable: true,
       description: 'The image whose change caused this event; null on the first one',
-      resolve: async (update, _args, ctx) => (update.imageId ? ((await getImages(ctx.services.database.db, [update.imageId]))[0] ?? null) : null),
+      resolve: async (update, _args, ctx) => {
+        const imageId = update.imageId;
+        if (!imageId) return null;
+        return once(update, 'image', async () => (await getImages(ctx.services.database.db, [imageId]))[0] ?? null);
+      },
     }),
   }),
 });

@@ -13,11 +13,23 @@ export interface ProgressUpdate {
   /** The image whose change caused this update; null on the first one. */
   imageId: string | null;
   version: number;
+  /**
+   * The NOTIFY this update came from: one object shared by every subscriber of the request, so
+   * resolvers can read the image or request once per event instead of once per subscriber.
+   */
+  event?: ProgressEvent;
 }
 
 function updateOf(source: RequestRow | ProgressEvent, imageId: string | null): ProgressUpdate {
-  const requestId = 'requestId' in source ? source.requestId : source.id;
-  return { requestId, status: source.status as RequestStatus, progress: progressOf(source), imageId, version: source.version };
+  const fromEvent = 'requestId' in source;
+  return {
+    requestId: fromEvent ? source.requestId : source.id,
+    status: source.status as RequestStatus,
+    progress: progressOf(source),
+    imageId,
+    version: source.version,
+    ...(fromEvent ? { event: source } : {}),
+  };
 }
 
 /**
