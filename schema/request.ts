@@ -118,6 +118,7 @@ builder.mutationFields((t) => ({
     resolve: (_root, args, ctx) =>
       withServiceErrors(async () => {
         const request = await startRequest(ctx.services, String(args.id));
+        ctx.services.logger.info({ requestId: request.id, images: request.total }, 'request started');
         ctx.services.workQueued();
         return request;
       }),

@@ -30,7 +30,8 @@ export async function handleRest(services: Services, req: IncomingMessage, res: 
     if (req.method !== 'POST') return send(res, 405, { error: 'Use POST' });
     const id = decodeId(process[1]!);
     try {
-      await startRequest(services, id);
+      const started = await startRequest(services, id);
+      services.logger.info({ requestId: started.id, images: started.total }, 'request started (REST)');
       services.workQueued();
       return send(res, 202, { request_id: id, status: 'processing' });
     } catch (error) {
