@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pngBomb } from './support/harness.ts';
 import {
   createCompressionPool,
   createCompressionPoolWithWorker,
@@ -43,34 +43,7 @@ function expectOk(result: CompressResult): Extract<CompressResult, { ok: true }>
   return result;
 }
 
-function pngChunk(type: string, data: Buffer): Buffer {
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(data.length);
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(body));
-  return Buffer.concat([length, body, crc]);
-}
 
-/**
- * A valid 20000×20000 one-bit greyscale PNG of about 50 KB: 400 M pixels. Built by hand because
- * sharp's `create` + `png({ compressionLevel: 9 })` needs ~8 s here to encode 400 M pixels (and
- * gives 430 KB); this takes ~0.1 s and is the same kind of bomb.
- */
-function pngBomb(width: number, height: number): Buffer {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 1; // bit depth
-  ihdr[9] = 0; // greyscale
-  const rows = Buffer.alloc(height * (1 + Math.ceil(width / 8))); // filter byte 0 + all-black pixels
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', deflateSync(rows, { level: 9 })),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ]);
-}
 
 describe('compression pool', () => {
   let pool: CompressionPool;

@@ -12,13 +12,9 @@ export interface Command {
   run(args: string[]): Promise<number | 'running'>;
 }
 
-export interface Progress {
-  total: number;
-  done: number;
-  failed: number;
-  cancelled: number;
-  pending: number;
-}
+import type { Progress } from '../statuses.ts';
+
+export type { Progress };
 
 export const ENDED_STATUSES = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
 
