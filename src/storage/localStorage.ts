@@ -27,13 +27,26 @@ export function createLocalStorage(root: string, publicUrl: string): Storage {
     if (!isValidKey(key)) throw new Error(`Invalid storage key: ${key}`);
     return path.join(root, key);
   };
+  // Directories already made by this process: one mkdir per request folder, not one per image.
+  const made = new Set<string>();
   return {
     async write(key, data) {
       const target = filePath(key);
-      await mkdir(path.dirname(target), { recursive: true });
+      const dir = path.dirname(target);
+      if (!made.has(dir)) {
+        await mkdir(dir, { recursive: true });
+        made.add(dir);
+      }
       // Write beside the target and rename: a reader never sees half a file, and a re-run replaces it whole.
       const temp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
-      await writeFile(temp, data);
+      try {
+        await writeFile(temp, data);
+      } catch (error) {
+        // The folder went away since it was made (cleaned by hand): make it again, once.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        await mkdir(dir, { recursive: true });
+        await writeFile(temp, data);
+      }
       await rename(temp, target);
     },
     async open(key) {
