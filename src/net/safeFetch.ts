@@ -162,7 +162,7 @@ export async function safeFetch(
   callerSignal?.throwIfAborted();
 
   const controller = new AbortController();
-  const timeoutFailure = new FetchFailure('DOWNLOAD_TIMEOUT', `download did not finish within ${opts.totalTimeoutMs} ms`, {
+  const timeoutFailure = new FetchFailure('DOWNLOAD_TIMEOUT', `${opts.method === 'POST' ? 'the request' : 'the download'} did not finish within ${opts.totalTimeoutMs} ms`, {
     transient: true,
   });
   const timer = setTimeout(() => controller.abort(timeoutFailure), opts.totalTimeoutMs);
