@@ -62,21 +62,16 @@ import {
   sleep,
   uploadCsv,
   type ScratchDatabase,
+  intEnv,
+  isShort,
+  squeezeEnv,
 } from './support.ts';
 
 const benchStarted = performance.now();
 const loadAverageAtStart = os.loadavg().map((n) => Number(n.toFixed(2)));
 const log = (line: string) => console.log(line);
 
-function intEnv(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name]?.trim();
-  if (!raw) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer ≥ ${min}, got "${raw}"`);
-  return value;
-}
-
-const short = process.env.BENCH_SHORT === '1' || process.env.BENCH_SHORT === 'true' || process.argv.includes('--short');
+const short = isShort;
 const dbKind: 'postgres' | 'pglite' = process.env.BENCH_DB?.trim().toLowerCase() === 'pglite' ? 'pglite' : 'postgres';
 const settings = {
   short,
@@ -241,21 +236,7 @@ async function startServer(databaseUrl: string | undefined, extraEnv: Record<str
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'squeeze-bench-progress-'));
   const removeDir = onCleanup('server data directory', () => rm(dataDir, { recursive: true, force: true }));
   const port = await freePort();
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
-  delete env.DATABASE_URL;
-  delete env.NODE_OPTIONS;
-  Object.assign(env, {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    DATA_DIR: dataDir,
-    ALLOW_PRIVATE_NETWORKS: 'true',
-    LOG_LEVEL: 'warn',
-    UV_THREADPOOL_SIZE: '16',
-    SHUTDOWN_GRACE_MS: '3000',
-    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
-    ...extraEnv,
-  });
+  const env = squeezeEnv(port, dataDir, databaseUrl, extraEnv);
   const child = spawn(process.execPath, ['--inspect=127.0.0.1:0', '--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   trackChild(child);
   const stopServer = onCleanup('server process', () => stopChild(child, 'SIGTERM', 15_000));

@@ -50,21 +50,15 @@ import {
   type ImageServer,
   type ScratchDatabase,
   type SqueezeProcess,
+  intEnv,
+  isShort,
 } from './support.ts';
 
 const benchStarted = performance.now();
 const loadAverageAtStart = os.loadavg().map((n) => Number(n.toFixed(2)));
 const log = (line: string) => console.log(line);
 
-function intEnv(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name]?.trim();
-  if (!raw) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer ≥ ${min}, got "${raw}"`);
-  return value;
-}
-
-const short = process.env.BENCH_SHORT === '1' || process.env.BENCH_SHORT === 'true' || process.argv.includes('--short');
+const short = isShort;
 const settings = {
   short,
   repeat: intEnv('BENCH_REPEAT', short ? 1 : 3),

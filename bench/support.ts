@@ -272,14 +272,13 @@ process.on('exit', () => {
   for (const child of children) if (child.exitCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
 });
 
-export async function startSqueeze(options: { databaseUrl?: string; name: string; env?: Record<string, string>; nodeArgs?: string[] }): Promise<SqueezeProcess> {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), `squeeze-bench-${options.name}-`));
-  const port = await freePort();
+/** The environment of a benchmarked server: this process's, less its database and Node options, plus the bench's settings. */
+export function squeezeEnv(port: number, dataDir: string, databaseUrl: string | undefined, extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
   delete env.DATABASE_URL;
   delete env.NODE_OPTIONS;
-  Object.assign(env, {
+  return Object.assign(env, {
     PORT: String(port),
     HOST: '127.0.0.1',
     DATA_DIR: dataDir,
@@ -287,9 +286,27 @@ export async function startSqueeze(options: { databaseUrl?: string; name: string
     LOG_LEVEL: 'warn',
     UV_THREADPOOL_SIZE: '16',
     SHUTDOWN_GRACE_MS: '3000',
-    ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}),
-    ...options.env,
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    ...extra,
   });
+}
+
+/** An integer setting from the environment, with a clear error for a bad value. */
+export function intEnv(name: string, fallback: number, min = 1): number {
+  const raw = process.env[name]?.trim();
+  if (!raw) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer ≥ ${min}, got "${raw}"`);
+  return value;
+}
+
+/** BENCH_SHORT=1 (or --short): the small run CI uses to prove a benchmark works. */
+export const isShort = process.env.BENCH_SHORT === '1' || process.env.BENCH_SHORT === 'true' || process.argv.includes('--short');
+
+export async function startSqueeze(options: { databaseUrl?: string; name: string; env?: Record<string, string>; nodeArgs?: string[] }): Promise<SqueezeProcess> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), `squeeze-bench-${options.name}-`));
+  const port = await freePort();
+  const env = squeezeEnv(port, dataDir, options.databaseUrl, options.env);
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let output = '';
