@@ -15,7 +15,8 @@ export interface CpuProfile {
   timeDeltas: number[];
 }
 
-export class Profiler {
+/** A session on a child's inspector (the child runs with --inspect=127.0.0.1:0). */
+export class InspectorSession {
   #socket: WebSocket;
   #nextId = 1;
   #pending = new Map<number, { resolve: (value: any) => void; reject: (error: Error) => void }>();
@@ -33,7 +34,7 @@ export class Profiler {
   }
 
   /** `output` is the child's stderr so far: it holds "Debugger listening on ws://…". */
-  static async connect(output: () => string, timeoutMs = 10_000): Promise<Profiler> {
+  static async connect(output: () => string, timeoutMs = 10_000): Promise<InspectorSession> {
     const deadline = Date.now() + timeoutMs;
     let url: string | undefined;
     while (!(url = /Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/[\w-]+)/.exec(output())?.[1])) {
@@ -45,29 +46,51 @@ export class Profiler {
       socket.once('open', () => resolve());
       socket.once('error', reject);
     });
-    const profiler = new Profiler(socket);
-    await profiler.#send('Profiler.enable');
-    await profiler.#send('Profiler.setSamplingInterval', { interval: 500 });
-    return profiler;
+    return new InspectorSession(socket);
   }
 
-  #send(method: string, params: Record<string, unknown> = {}): Promise<any> {
+  call(method: string, params: Record<string, unknown> = {}): Promise<any> {
     const id = this.#nextId++;
     this.#socket.send(JSON.stringify({ id, method, params }));
     return new Promise((resolve, reject) => this.#pending.set(id, { resolve, reject }));
   }
 
-  start(): Promise<void> {
-    return this.#send('Profiler.start');
+  async collectGarbage(): Promise<void> {
+    await this.call('HeapProfiler.collectGarbage');
   }
 
-  async stop(): Promise<CpuProfile> {
-    const { profile } = (await this.#send('Profiler.stop')) as { profile: CpuProfile };
-    return profile;
+  async memoryUsage(): Promise<NodeJS.MemoryUsage> {
+    const answer = await this.call('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true });
+    return JSON.parse(answer.result.value as string) as NodeJS.MemoryUsage;
   }
 
   close(): void {
     this.#socket.close();
+  }
+}
+
+/** CPU profiles of a child's main thread, through its inspector. */
+export class Profiler {
+  private constructor(private readonly session: InspectorSession) {}
+
+  static async connect(output: () => string, timeoutMs = 10_000): Promise<Profiler> {
+    const session = await InspectorSession.connect(output, timeoutMs);
+    await session.call('Profiler.enable');
+    await session.call('Profiler.setSamplingInterval', { interval: 500 });
+    return new Profiler(session);
+  }
+
+  start(): Promise<void> {
+    return this.session.call('Profiler.start');
+  }
+
+  async stop(): Promise<CpuProfile> {
+    const { profile } = (await this.session.call('Profiler.stop')) as { profile: CpuProfile };
+    return profile;
+  }
+
+  close(): void {
+    this.session.close();
   }
 }
 

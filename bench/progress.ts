@@ -43,10 +43,10 @@ import { performance } from 'node:perf_hooks';
 import { PGlite } from '@electric-sql/pglite';
 import postgres from 'postgres';
 import sharp from 'sharp';
-import WebSocket from 'ws';
 import type { Client } from 'graphql-ws';
 import { PROGRESS_CHANNEL, type ProgressEvent } from '../src/events/progressBus.ts';
-import { Profiler, saveProfile, summarise } from './profile.ts';
+import { prng } from './corpus.ts';
+import { InspectorSession, Profiler, saveProfile, summarise } from './profile.ts';
 import { openSubscriber, wallNow, type ChildMessage, type ClientsResult, type ParentMessage } from './progressClients.ts';
 import {
   ROOT,
@@ -151,17 +151,6 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals, graceMs: n
 
 // ---------------------------------------------------------------------------------------------
 // Images: photo-like JPEGs (a smooth colour field, upscaled, with blurred grain), served from memory.
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function photoJpeg(seed: number, width: number, height: number): Promise<Buffer> {
   const random = prng(seed);
@@ -280,59 +269,6 @@ const serverWarnings = (server: ServerChild) =>
     .join('\n')
     .trim();
 
-/** The inspector protocol, only to force a full GC in the server and read process.memoryUsage(). */
-class Inspector {
-  #socket: WebSocket;
-  #nextId = 1;
-  #pending = new Map<number, { resolve: (value: any) => void; reject: (error: Error) => void }>();
-
-  private constructor(socket: WebSocket) {
-    this.#socket = socket;
-    socket.on('message', (data) => {
-      const message = JSON.parse(String(data)) as { id?: number; result?: unknown; error?: { message: string } };
-      const waiter = message.id === undefined ? undefined : this.#pending.get(message.id);
-      if (!waiter) return;
-      this.#pending.delete(message.id!);
-      if (message.error) waiter.reject(new Error(message.error.message));
-      else waiter.resolve(message.result);
-    });
-  }
-
-  static async connect(output: () => string): Promise<Inspector> {
-    const deadline = Date.now() + 10_000;
-    let url: string | undefined;
-    while (!(url = /Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/[\w-]+)/.exec(output())?.[1])) {
-      if (Date.now() > deadline) throw new Error('the server did not print its inspector URL');
-      await sleep(50);
-    }
-    const socket = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('open', () => resolve());
-      socket.once('error', reject);
-    });
-    return new Inspector(socket);
-  }
-
-  call(method: string, params: Record<string, unknown> = {}): Promise<any> {
-    const id = this.#nextId++;
-    this.#socket.send(JSON.stringify({ id, method, params }));
-    return new Promise((resolve, reject) => this.#pending.set(id, { resolve, reject }));
-  }
-
-  async collectGarbage(): Promise<void> {
-    await this.call('HeapProfiler.collectGarbage');
-  }
-
-  async memoryUsage(): Promise<NodeJS.MemoryUsage> {
-    const answer = await this.call('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true });
-    return JSON.parse(answer.result.value as string) as NodeJS.MemoryUsage;
-  }
-
-  close() {
-    this.#socket.close();
-  }
-}
-
 async function graphql<T = any>(base: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
   const response = await fetch(`${base}/graphql`, {
     method: 'POST',
@@ -387,7 +323,7 @@ interface MemoryPoint {
  * is not counted against the subscribers; the idle point does not, so its plain samples are RSS as the
  * server really runs (garbage of subscribing and allocator slack included).
  */
-async function memoryPoint(pid: number, inspector: Inspector, clearFirst: boolean): Promise<MemoryPoint> {
+async function memoryPoint(pid: number, inspector: InspectorSession, clearFirst: boolean): Promise<MemoryPoint> {
   if (clearFirst) {
     await inspector.collectGarbage();
     await inspector.collectGarbage();
@@ -680,7 +616,7 @@ async function run() {
   log(`  request ${requestId}: ${total} images, autoStart false`);
 
   // ---- Memory: before the clients connect, and with every subscriber idle.
-  const inspector = await Inspector.connect(server.output);
+  const inspector = await InspectorSession.connect(server.output);
   const closeInspector = onCleanup('inspector', () => inspector.close());
   await sleep(1_000);
   const before = await memoryPoint(server.pid, inspector, true);
