@@ -2,7 +2,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import { images, requests, type RequestRow } from '../../drizzle/schema.ts';
 import type { Database, Queryable } from '../db/client.ts';
 import { ServiceError } from '../errors.ts';
-import { notifyProgressSql, publishProgress } from '../events/progressBus.ts';
+import { notifyProgressSql, publishProgress, PROGRESS_CHANNEL } from '../events/progressBus.ts';
 import { writeRequestOutputs } from '../output/requestOutputs.ts';
 import type { RequestStatus, ImageErrorCode } from '../statuses.ts';
 import { hasEnded } from '../statuses.ts';
@@ -51,6 +51,69 @@ export interface FinishResult {
  * is not counted twice; this call then records nothing (`recorded: false`).
  */
 export async function finishImage(deps: LifecycleDeps, workerId: string, imageId: string, outcome: ImageOutcome): Promise<FinishResult> {
+  if (outcome.kind !== 'retry') {
+    const quick = await finishImageInOneStatement(deps.database, workerId, imageId, outcome);
+    if (quick) return quick;
+  }
+  return finishImageInTransaction(deps, workerId, imageId, outcome);
+}
+
+/**
+ * The common case, an image that is not its request's last, in one autocommit statement: the image row
+ * is locked first (its lease checked), then the request's counters are bumped with `done = done + 1`
+ * (re-read under the row lock, so concurrent finishers add up) and the progress event is sent from the
+ * values written. No lock is held across a round trip to this process, so finishers of one request wait
+ * for each other only inside the database.
+ *
+ * Why: as a transaction (lock the request, update the image, update the request, commit: four round trips)
+ * the request row stayed locked while this process was busy elsewhere; with 1 000 progress subscribers
+ * the finishers queued behind each other and the delay from an image's finished_at to its event reached
+ * p99 1 235 ms (bench:progress), while the NOTIFY-to-subscriber part was 147 ms.
+ *
+ * Returns undefined, having written nothing, when the image would end its request (counted + 1 = total),
+ * when the request is not PROCESSING (cancelled: the image is counted as cancelled) or when the lease is
+ * gone: the transaction path then decides, and records the end, under the request lock.
+ */
+async function finishImageInOneStatement(
+  database: Database,
+  workerId: string,
+  imageId: string,
+  outcome: Exclude<ImageOutcome, { kind: 'retry' }>,
+): Promise<FinishResult | undefined> {
+  const done = outcome.kind === 'done';
+  const imageFields = done
+    ? sql`status = 'DONE', error_code = null, error_message = null, output_key = ${outcome.outputKey},
+        input_bytes = ${outcome.inputBytes}, output_bytes = ${outcome.outputBytes}, width = ${outcome.width},
+        height = ${outcome.height}, format = ${outcome.format}`
+    : sql`status = 'FAILED', error_code = ${outcome.code}, error_message = ${outcome.message}, input_bytes = ${outcome.inputBytes ?? null}`;
+  const rows = await database.rows<{ notified: string }>(sql`
+    with target as (
+      select id, request_id from images
+      where id = ${imageId} and locked_by = ${workerId} and status = 'PROCESSING'
+      for update
+    ), counted as (
+      update requests r set
+        done = r.done + ${done ? 1 : 0}, failed = r.failed + ${done ? 0 : 1},
+        input_bytes = r.input_bytes + ${done ? outcome.inputBytes : 0},
+        output_bytes = r.output_bytes + ${done ? outcome.outputBytes : 0},
+        version = r.version + 1
+      from target
+      where r.id = target.request_id and r.status = 'PROCESSING' and r.done + r.failed + r.cancelled + 1 < r.total
+      returning r.id, r.status, r.version, r.total, r.done, r.failed, r.cancelled
+    ), finished as (
+      update images set ${imageFields}, locked_by = null, locked_until = null, next_attempt_at = null, finished_at = now()
+      where id = (select id from target) and exists (select 1 from counted)
+      returning id
+    )
+    select pg_notify(${PROGRESS_CHANNEL}, json_build_object(
+      'requestId', c.id, 'imageId', f.id, 'status', c.status, 'version', c.version,
+      'total', c.total, 'done', c.done, 'failed', c.failed, 'cancelled', c.cancelled)::text)::text as notified
+    from counted c, finished f`);
+  if (rows.length === 0) return undefined;
+  return { recorded: true, status: done ? 'DONE' : 'FAILED' };
+}
+
+async function finishImageInTransaction(deps: LifecycleDeps, workerId: string, imageId: string, outcome: ImageOutcome): Promise<FinishResult> {
   const { database } = deps;
   return database.db.transaction(async (tx) => {
     // The image's request, locked, in one round trip (the image's lease is checked again when it is updated).
