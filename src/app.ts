@@ -13,6 +13,7 @@ import { createLogger } from './logger.ts';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/client.ts';
 import { createCompressionPool, type CompressionPool } from './compress/compressionPool.ts';
+import { keepImageThreadsDeprioritised } from './compress/threadPriority.ts';
 import { ProgressBus } from './events/progressBus.ts';
 import { createAddressGuard, type AddressGuard } from './net/addressGuard.ts';
 import { createRunner, type Runner } from './runner/runner.ts';
@@ -74,6 +75,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const pool: CompressionPool | undefined = runsWorker
     ? createCompressionPool({ threads: config.workerThreads, maxPixels: config.maxImagePixels })
     : undefined;
+  const stopDeprioritising = pool ? keepImageThreadsDeprioritised(config.imageThreadNice) : () => undefined;
   const workerId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const metrics = createMetrics();
   const runner = pool ? createRunner({ database, storage, pool, guard, config, logger, workerId, metrics }) : undefined;
@@ -318,6 +320,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      stopDeprioritising();
       await pool?.close();
       await bus.stop();
       if (ownsDatabase) await database.close();

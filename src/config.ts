@@ -13,6 +13,8 @@ export interface Config {
   webhookSecret: string | undefined;
   allowPrivateNetworks: boolean;
   workerThreads: number;
+  /** Nice value (0–19) for the threads libvips compresses on: batch work yields the cores to requests and events. 0 leaves them alone. */
+  imageThreadNice: number;
   role: 'api' | 'worker' | 'all';
   apiKeys: string[];
   maxCsvBytes: number;
@@ -114,6 +116,7 @@ export function loadConfig(env: Env = process.env): Config {
     webhookSecret,
     allowPrivateNetworks: bool(env, 'ALLOW_PRIVATE_NETWORKS', false),
     workerThreads: int(env, 'WORKER_THREADS', os.availableParallelism(), 1, 256),
+    imageThreadNice: int(env, 'IMAGE_THREAD_NICE', 10, 0, 19),
     role,
     apiKeys: (env.API_KEYS ?? '').split(',').map((key) => key.trim()).filter(Boolean),
     maxCsvBytes: int(env, 'MAX_CSV_BYTES', 50 * 1024 * 1024, 1),

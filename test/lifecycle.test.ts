@@ -5,6 +5,7 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
+import { Readable } from 'node:stream';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,7 +44,7 @@ async function newRequest(rows: number): Promise<string> {
   for (let i = 1; i <= rows; i++) lines.push(`${i},Product ${i},"http://127.0.0.1:9/${i}-a.jpg,http://127.0.0.1:9/${i}-b.jpg"`);
   const result = await ingestCsv(
     { database, config },
-    { source: [lines.join('\n')], webhookUrl: null, options: { quality: 50, format: 'JPEG' }, autoStart: true, origin: 'graphql' },
+    { source: Readable.from([lines.join('\n')]), webhookUrl: null, options: { quality: 50, format: 'JPEG' }, autoStart: true, origin: 'graphql' },
   );
   if (!result.ok) throw new Error(`ingest failed: ${JSON.stringify(result)}`);
   return result.request.id;
