@@ -307,7 +307,8 @@ export async function startSqueeze(options: { databaseUrl?: string; name: string
   const dataDir = await mkdtemp(path.join(os.tmpdir(), `squeeze-bench-${options.name}-`));
   const port = await freePort();
   const env = squeezeEnv(port, dataDir, options.databaseUrl, options.env);
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // As `npm start` runs it: from the compiled JavaScript (src/start.mjs), so the figures are production's.
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), 'src/start.mjs'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let output = '';
   const keep = (chunk: Buffer) => {

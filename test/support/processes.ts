@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The project root: children run `src/main.ts` from here, as `npm start` does. */
+/** The project root: children run `src/start.mjs` from here, as `npm start` does. */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** A free TCP port on loopback (released again before it is returned; good enough for tests). */
@@ -38,12 +38,12 @@ process.once('exit', () => {
 });
 
 /**
- * Starts the real server (`node --import tsx src/main.ts`) as a child process on a free loopback port
+ * Starts the real server (`node src/start.mjs`, as `npm start`) as a child process on a free loopback port
  * and waits until `/readyz` answers 200. `env` is added to the parent's environment.
  */
 export async function spawnSqueeze(name: string, env: Record<string, string>, readyTimeoutMs = 30_000): Promise<SqueezeProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, ['src/start.mjs'], {
     cwd: ROOT,
     env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
