@@ -1,6 +1,6 @@
 import type { RequestRow } from '../drizzle/schema.ts';
 import { imagesOfProducts, listProducts } from '../src/db/products.ts';
-import { getRequest, isUuid, listRequests } from '../src/db/requests.ts';
+import { isUuid, listRequests } from '../src/db/requests.ts';
 import { cancelRequest, retryFailedImages, startRequest } from '../src/requests/lifecycle.ts';
 import { progressOf, REQUEST_STATUSES, type RequestStatus } from '../src/statuses.ts';
 import { builder } from './builder.ts';
@@ -95,7 +95,7 @@ builder.queryFields((t) => ({
     nullable: true,
     description: 'null when unknown',
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, args, ctx) => (await getRequest(ctx.services.database.db, String(args.id))) ?? null,
+    resolve: async (_root, args, ctx) => (await ctx.services.requestCache.get(String(args.id))) ?? null,
   }),
   requests: t.field({
     type: RequestConnectionRef,

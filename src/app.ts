@@ -15,6 +15,8 @@ import { openDatabase, type Database } from './db/client.ts';
 import { createCompressionPool, type CompressionPool } from './compress/compressionPool.ts';
 import { keepImageThreadsDeprioritised } from './compress/threadPriority.ts';
 import { ProgressBus } from './events/progressBus.ts';
+import { getRequest } from './db/requests.ts';
+import { RequestCache } from './requests/requestCache.ts';
 import { createAddressGuard, type AddressGuard } from './net/addressGuard.ts';
 import { createRunner, type Runner } from './runner/runner.ts';
 import { createLocalStorage, contentTypeOf, type Storage } from './storage/localStorage.ts';
@@ -70,6 +72,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     .catch((error) => logger.warn({ err: error }, 'sweeping half-written files failed'));
   const bus = new ProgressBus(database);
   await bus.start();
+  const requestCache = new RequestCache((id) => getRequest(database.db, id));
+  requestCache.follow(bus);
 
   const runsWorker = config.role !== 'api';
   const pool: CompressionPool | undefined = runsWorker
@@ -98,6 +102,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     bus,
     guard,
     logger,
+    requestCache,
     workQueued: () => runner?.wake(),
     webhooksQueued: () => sender.wake(),
   };

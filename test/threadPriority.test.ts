@@ -21,7 +21,7 @@ afterAll(async () => pool?.close());
 describe.runIf(process.platform === 'linux')('image thread priority', () => {
   it('lowers the priority of every libvips thread and leaves the main thread alone', async () => {
     pool = createCompressionPool({ threads: 1, maxPixels: 100_000_000 });
-    const photo = await sharp({ create: { width: 800, height: 600, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 40 } } })
+    const photo = await sharp({ create: { width: 800, height: 600, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } })
       .jpeg()
       .toBuffer();
     const result = await pool.compress(photo, { quality: 50, format: 'JPEG' });

@@ -38,6 +38,7 @@ export class ProgressBus {
   readonly #emitter = new EventEmitter();
   #unlisten: (() => Promise<void>) | undefined;
   #resyncListeners = new Set<() => void>();
+  readonly #everyEventListeners = new Set<(event: ProgressEvent) => void>();
 
   constructor(private readonly database: Database) {
     this.#emitter.setMaxListeners(0);
@@ -53,6 +54,7 @@ export class ProgressBus {
         } catch {
           return;
         }
+        for (const listener of this.#everyEventListeners) listener(event);
         this.#emitter.emit(event.requestId, event);
       },
       // Messages sent while the listen connection was down are lost: subscribers re-read their state.
@@ -65,6 +67,16 @@ export class ProgressBus {
     if (onResync) this.#resyncListeners.add(onResync);
     return () => {
       this.#emitter.off(requestId, listener);
+      if (onResync) this.#resyncListeners.delete(onResync);
+    };
+  }
+
+  /** Every request's events (before their own subscribers get them), and the resyncs. */
+  subscribeAll(listener: (event: ProgressEvent) => void, onResync?: () => void): () => void {
+    this.#everyEventListeners.add(listener);
+    if (onResync) this.#resyncListeners.add(onResync);
+    return () => {
+      this.#everyEventListeners.delete(listener);
       if (onResync) this.#resyncListeners.delete(onResync);
     };
   }

@@ -13,6 +13,8 @@ import { isUuid } from '../db/requests.ts';
 export interface LifecycleDeps {
   database: Database;
   storage: Storage;
+  /** Told about changes made here once they commit, so this instance reads its own writes at once. */
+  requestCache?: { forget(id: string): void };
   now?: () => Date;
 }
 
@@ -238,7 +240,7 @@ async function lockRequest(tx: Queryable, id: string): Promise<RequestRow> {
 
 /** Starts a request uploaded with autoStart: false: its images become claimable now. */
 export async function startRequest(deps: LifecycleDeps, id: string): Promise<RequestRow> {
-  return deps.database.db.transaction(async (tx) => {
+  const changed = await deps.database.db.transaction(async (tx) => {
     const request = await lockRequest(tx, id);
     if (request.status !== 'PENDING') {
       throw new ServiceError('BAD_REQUEST', `Request ${id} is ${request.status.toLowerCase()}; only a pending request can be started`);
@@ -252,6 +254,8 @@ export async function startRequest(deps: LifecycleDeps, id: string): Promise<Req
     await publishProgress(tx, progressEventOf(started!, null));
     return started!;
   });
+  deps.requestCache?.forget(id);
+  return changed;
 }
 
 /**
@@ -259,7 +263,7 @@ export async function startRequest(deps: LifecycleDeps, id: string): Promise<Req
  * cancelled when they come back (see finishImage). The request ends now, with its output CSV and webhook.
  */
 export async function cancelRequest(deps: LifecycleDeps, id: string): Promise<RequestRow> {
-  return deps.database.db.transaction(async (tx) => {
+  const changed = await deps.database.db.transaction(async (tx) => {
     const request = await lockRequest(tx, id);
     if (hasEnded(request.status as RequestStatus)) {
       throw new ServiceError('BAD_REQUEST', `Request ${id} has already ended (${request.status.toLowerCase()}) and cannot be cancelled`);
@@ -278,11 +282,13 @@ export async function cancelRequest(deps: LifecycleDeps, id: string): Promise<Re
     await publishProgress(tx, progressEventOf(ended, null));
     return ended;
   });
+  deps.requestCache?.forget(id);
+  return changed;
 }
 
 /** Puts a failed request's failed images back in line; the request ends again, with a new output CSV and webhook. */
 export async function retryFailedImages(deps: LifecycleDeps, id: string): Promise<RequestRow> {
-  return deps.database.db.transaction(async (tx) => {
+  const changed = await deps.database.db.transaction(async (tx) => {
     const request = await lockRequest(tx, id);
     if (request.status !== 'FAILED') {
       throw new ServiceError('BAD_REQUEST', `Request ${id} is ${request.status.toLowerCase()}; only a failed request has images to retry`);
@@ -308,4 +314,6 @@ export async function retryFailedImages(deps: LifecycleDeps, id: string): Promis
     await publishProgress(tx, progressEventOf(restarted!, null));
     return restarted!;
   });
+  deps.requestCache?.forget(id);
+  return changed;
 }
