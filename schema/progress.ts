@@ -21,6 +21,14 @@ function once<T>(update: ProgressUpdate, what: string, load: () => Promise<T>): 
   return read;
 }
 
+/**
+ * The NOTIFY a requestProgress payload came from: one object for every subscriber it reached, so their
+ * results can be shared (sharedSubscriptionResultsPlugin). A snapshot or a re-read state has none.
+ */
+export function sharedProgressEvent(payload: unknown): object | undefined {
+  return typeof payload === 'object' && payload !== null && 'event' in payload ? (payload as ProgressUpdate).event : undefined;
+}
+
 const RequestProgressRef = builder.objectRef<ProgressUpdate>('RequestProgress').implement({
   fields: (t) => ({
     requestId: t.exposeID('requestId'),

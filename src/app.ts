@@ -26,11 +26,14 @@ import { serveDashboard } from './dashboard/serve.ts';
 import type { GraphQLContext, Services } from './services.ts';
 import { schema } from '../schema/index.ts';
 import { pageBudgetPlugin } from '../schema/pageBudget.ts';
+import { sharedProgressEvent } from '../schema/progress.ts';
+import { sharedSubscriptionResultsPlugin } from '../schema/sharedSubscriptionResults.ts';
 import { GRAPHIQL_DEFAULT_QUERY, GRAPHIQL_TABS } from './graphiqlExample.ts';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { createKeyCheck } from './auth.ts';
 import { createMetrics } from './metrics.ts';
 import { sql } from 'drizzle-orm';
+import { Counter } from 'prom-client';
 
 export interface AppOptions {
   config: Config;
@@ -92,6 +95,17 @@ export async function buildApp(options: AppOptions): Promise<App> {
     );
     return Number(row?.n ?? 0);
   });
+  const subscriptionResultsCounter = new Counter({
+    name: 'squeeze_subscription_results_total',
+    help: 'Subscription results by how they were had: executed (first subscriber of an event), reused (shared with it), own (a snapshot)',
+    labelNames: ['outcome'] as const,
+    registers: [metrics.registry],
+  });
+  const subscriptionResults = {
+    executed: subscriptionResultsCounter.labels('executed'),
+    reused: subscriptionResultsCounter.labels('reused'),
+    own: subscriptionResultsCounter.labels('own'),
+  };
   const keys = createKeyCheck(config.apiKeys);
   const sender = createWebhookSender({ database, guard, config, logger });
 
@@ -144,6 +158,13 @@ export async function buildApp(options: AppOptions): Promise<App> {
       }),
       // One page of 1 000 requests with a page of 100 products each, at most.
       pageBudgetPlugin(101_000),
+      // One execution per progress event for all subscribers with the same operation and variables. The
+      // context holds only the services every caller shares (API keys admit or refuse, they name nobody).
+      sharedSubscriptionResultsPlugin<GraphQLContext>({
+        sharedEventOf: sharedProgressEvent,
+        contextKey: () => '',
+        observe: (outcome) => subscriptionResults[outcome].inc(),
+      }),
     ],
   });
 

@@ -31,15 +31,22 @@ const csvOf = (images: LoopbackServer, count: number) =>
 
 describe('live progress', () => {
   let images: LoopbackServer;
+  let spaced: LoopbackServer;
   let squeeze: Squeeze;
 
   beforeAll(async () => {
     images = await slowImages(150);
-    squeeze = await startSqueeze('progress', { env: { PROGRESS_COALESCE_MS: '0', WORKER_THREADS: '1' }, allowHosts: [images.host] });
+    // Image i answers after 100 + 250·i ms: no event can catch a subscriber still taking the one before, so none is coalesced.
+    const photo = await photoJpeg(160, 120);
+    spaced = await startImageServer(
+      Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`/${i}.jpg`, (_req, res) => void setTimeout(() => res.end(photo), 100 + 250 * i)])),
+    );
+    squeeze = await startSqueeze('progress', { env: { PROGRESS_COALESCE_MS: '0', WORKER_THREADS: '1' }, allowHosts: [images.host, spaced.host] });
   });
   afterAll(async () => {
     await squeeze?.close();
     await images?.close();
+    await spaced?.close();
   });
 
   it('sends the same sequence shape over WebSocket and over SSE: snapshot first, one event per image, the end last', async () => {
@@ -68,6 +75,58 @@ describe('live progress', () => {
     }
     // Both transports end on the same final state.
     expect(sseEvents.at(-1)).toEqual(ws.events.at(-1));
+  });
+
+  it('runs one execution per event for subscribers with the same query, and gives another selection its own shape', async () => {
+    const upload = await uploadCsv(squeeze.url, csvOf(spaced, 4), { autoStart: false });
+    const id = upload.body.data.uploadCsv.request.id;
+    const SMALL = `subscription($id: ID!) { requestProgress(requestId: $id) { requestId progress { done } } }`;
+    const outcomes = async () => {
+      const text = await (await fetch(`${squeeze.url}/metrics`)).text();
+      const count = (outcome: string) => Number(new RegExp(`^squeeze_subscription_results_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+      return { executed: count('executed'), reused: count('reused'), own: count('own') };
+    };
+    const before = await outcomes();
+    // Three subscribers, each told its snapshot before the request starts, so all three see the same events.
+    const snapshots: Promise<void>[] = [];
+    const follow = (query: string) => {
+      let first!: () => void;
+      snapshots.push(new Promise<void>((resolve) => (first = resolve)));
+      return new Promise<{ events: any[] }>((resolve, reject) => {
+        const events: any[] = [];
+        squeeze.wsClient().subscribe(
+          { query, variables: { id } },
+          {
+            next: (result) => {
+              expect(result.errors).toBeUndefined();
+              events.push(result.data);
+              if (events.length === 1) first();
+            },
+            error: reject,
+            complete: () => resolve({ events }),
+          },
+        );
+      });
+    };
+    const [a, b, small] = [follow(FOLLOW), follow(FOLLOW), follow(SMALL)];
+    await Promise.all(snapshots);
+    await squeeze.graphql(`mutation($id: ID!) { processRequest(id: $id) { id } }`, { id });
+    const [eventsA, eventsB, eventsSmall] = (await Promise.all([a, b, small])).map((run) => run.events);
+
+    expect(eventsA!.at(-1).requestProgress).toMatchObject({ status: 'COMPLETED', progress: { done: 4 } });
+    expect(eventsB).toEqual(eventsA);
+    expect(eventsSmall).toHaveLength(eventsA!.length);
+    eventsSmall!.forEach((event, i) => {
+      expect(event).toEqual({ requestProgress: { requestId: id, progress: { done: eventsA![i].requestProgress.progress.done } } });
+    });
+    // Per event after the snapshots: FOLLOW executed once and reused once, SMALL executed once.
+    const shared = eventsA!.length - 1;
+    const after = await outcomes();
+    expect({ executed: after.executed - before.executed, reused: after.reused - before.reused, own: after.own - before.own }).toEqual({
+      executed: 2 * shared,
+      reused: shared,
+      own: 3,
+    });
   });
 
   it('coalesces updates for a subscriber that falls behind, but always sends the final state', async () => {
