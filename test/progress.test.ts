@@ -129,6 +129,24 @@ describe('live progress', () => {
     });
   });
 
+  it('stops listening when a subscriber lets go, and ends an unknown id with NOT_FOUND', async () => {
+    const upload = await uploadCsv(squeeze.url, csvOf(images, 1), { autoStart: false });
+    const id = upload.body.data.uploadCsv.request.id;
+    const { bus } = squeeze.app.services;
+    const updates = requestProgress(squeeze.app.services, id);
+    expect(bus.subscriberCount(id)).toBe(0); // nothing is held until the first next
+    expect((await updates.next()).value).toMatchObject({ requestId: id, status: 'PENDING', imageId: null });
+    expect(bus.subscriberCount(id)).toBe(1);
+    expect(await updates.return!()).toEqual({ value: undefined, done: true });
+    expect(bus.subscriberCount(id)).toBe(0);
+    expect((await updates.next()).done).toBe(true);
+
+    const unknown = requestProgress(squeeze.app.services, '01a20fb6-af80-7000-8fa8-000000000000');
+    await expect(unknown.next()).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(bus.subscriberCount('01a20fb6-af80-7000-8fa8-000000000000')).toBe(0);
+    expect((await unknown.next()).done).toBe(true);
+  });
+
   it('coalesces updates for a subscriber that falls behind, but always sends the final state', async () => {
     const photo = await photoJpeg(200, 150);
     const fast = await startImageServer({ '/p.jpg': (_req, res) => res.end(photo) });
