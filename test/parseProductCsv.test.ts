@@ -205,6 +205,15 @@ describe('a CSV that breaks a rule is refused with every problem, its line and i
     ]);
   });
 
+  it('refuses a NUL character in a name or a URL, which the database cannot store', async () => {
+    const result = await upload(csv(HEADER, '1,SKU\u00001,https://a/1.jpg', '2,SKU2,https://a/2\u0000.jpg'));
+
+    expect(result.problems).toEqual([
+      { line: 2, column: 'Product Name', message: 'The product name contains a NUL character (byte 0), which cannot be stored' },
+      { line: 3, column: 'Input Image Urls', message: 'The image URL "https://a/2\\0.jpg" contains a NUL character (byte 0), which cannot be stored' },
+    ]);
+  });
+
   it('refuses a row without any image URL', async () => {
     const result = await upload(csv(HEADER, '1,SKU1', '2,SKU2,', '3,SKU3," , ,",,'));
 
