@@ -6,7 +6,6 @@ import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { processRequest } from 'graphql-upload-minimal';
-import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import { createLogger } from './logger.ts';
@@ -22,6 +21,7 @@ import { createRunner, type Runner } from './runner/runner.ts';
 import { createLocalStorage, contentTypeOf, type Storage } from './storage/localStorage.ts';
 import { createWebhookSender } from './webhooks/sender.ts';
 import { handleRest } from './rest/routes.ts';
+import { serveGraphqlWebSocket } from './graphqlWebSocket.ts';
 import { serveDashboard } from './dashboard/serve.ts';
 import type { GraphQLContext, Services } from './services.ts';
 import { schema } from '../schema/index.ts';
@@ -270,35 +270,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
   server.headersTimeout = Math.min(60_000, config.uploadTimeoutMs);
 
   const wss = new WebSocketServer({ server, path: '/graphql' });
-  const wsServer = useServer(
-    {
-      // Yoga's enveloped execute and subscribe travel in rootValue (graphql-yoga's graphql-ws recipe).
-      execute: ((args: { rootValue: { execute(a: unknown): unknown } }) => args.rootValue.execute(args)) as never,
-      subscribe: ((args: { rootValue: { subscribe(a: unknown): unknown } }) => args.rootValue.subscribe(args)) as never,
-      // graphql-ws closes the socket with 4403 Forbidden when this returns false.
-      onConnect: (ctx) => config.role !== 'worker' && keys.checkConnectionParams(ctx.connectionParams),
-      onSubscribe: async (ctx, _id, params) => {
-        const { schema: envelopedSchema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
-          ...ctx,
-          req: ctx.extra.request,
-          socket: ctx.extra.socket,
-          params,
-        });
-        const args = {
-          schema: envelopedSchema,
-          operationName: params.operationName,
-          document: parse(params.query),
-          variableValues: params.variables,
-          contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
-        };
-        const errors = validate(args.schema, args.document);
-        if (errors.length) return errors;
-        return args;
-      },
-    },
-    wss,
-  );
+  // graphql-ws closes the socket with 4403 Forbidden when canConnect says no.
+  const wsServer = serveGraphqlWebSocket(wss, yoga, (params) => config.role !== 'worker' && keys.checkConnectionParams(params));
 
   // Keep-alive: ping every WebSocket client; one that has not answered the previous ping is gone.
   const alive = new WeakSet<import('ws').WebSocket>();

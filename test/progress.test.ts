@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import postgres from 'postgres';
-import { collectSubscription, photoJpeg, startImageServer, startSqueeze, uploadCsv, type LoopbackServer, type Squeeze } from './support/harness.ts';
+import { MessageType, stringifyMessage } from 'graphql-ws';
+import WebSocket from 'ws';
+import { collectSubscription, eventually, photoJpeg, startImageServer, startSqueeze, uploadCsv, type LoopbackServer, type Squeeze } from './support/harness.ts';
 import { openTestDatabase, type TestDatabase } from './support/database.ts';
 import { requestProgress, type ProgressUpdate } from '../src/events/requestProgress.ts';
 
@@ -127,6 +129,47 @@ describe('live progress', () => {
       reused: shared,
       own: 3,
     });
+  });
+
+  it('speaks graphql-ws frame by frame: next messages as graphql-ws writes them, complete last; a client complete stops them', async () => {
+    const upload = await uploadCsv(squeeze.url, csvOf(spaced, 4), { autoStart: false });
+    const id = upload.body.data.uploadCsv.request.id;
+    const socket = new WebSocket(`${squeeze.url.replace('http', 'ws')}/graphql`, 'graphql-transport-ws');
+    const frames: string[] = [];
+    const arrived = (count: number) => eventually(async () => frames.length >= count, 10_000, 10);
+    socket.on('message', (data) => frames.push(String(data)));
+    await new Promise((resolve) => socket.once('open', resolve));
+    try {
+      socket.send(JSON.stringify({ type: 'connection_init' }));
+      await arrived(1);
+      expect(JSON.parse(frames[0]!)).toEqual({ type: 'connection_ack' });
+      // Ids are the client's: one that needs escaping, and a second subscription the client will stop.
+      const followId = 'follow "1" \\ é';
+      const payload = { query: FOLLOW, variables: { id } };
+      socket.send(JSON.stringify({ id: followId, type: 'subscribe', payload }));
+      socket.send(JSON.stringify({ id: 'stopped', type: 'subscribe', payload }));
+      await arrived(3);
+      expect(squeeze.app.services.bus.subscriberCount(id)).toBe(2);
+      socket.send(JSON.stringify({ id: 'stopped', type: 'complete' }));
+      await eventually(async () => squeeze.app.services.bus.subscriberCount(id) === 1, 10_000, 10);
+      await squeeze.graphql(`mutation($id: ID!) { processRequest(id: $id) { id } }`, { id });
+      await eventually(async () => frames.some((frame) => JSON.parse(frame).type === 'complete'), 30_000, 20);
+
+      const messages = frames.slice(1).map((frame) => JSON.parse(frame));
+      // The stopped subscription got its snapshot and nothing after; the other every state, then complete.
+      expect(messages.filter((m) => m.id === 'stopped')).toEqual([{ id: 'stopped', type: 'next', payload: messages[0].payload }]);
+      const follow = messages.filter((m) => m.id === followId);
+      expect(follow.map((m) => m.type)).toEqual([...follow.slice(0, -1).map(() => 'next'), 'complete']);
+      expect(follow.at(-2).payload.data.requestProgress).toMatchObject({ status: 'COMPLETED', progress: { done: 4 } });
+      // Byte for byte the message graphql-ws makes: id, type, payload, in that order, the id escaped as JSON.
+      for (const frame of frames.slice(1)) {
+        const message = JSON.parse(frame);
+        expect(frame).toBe(stringifyMessage(message.type === 'next' ? { id: message.id, type: MessageType.Next, payload: message.payload } : message));
+      }
+      expect(squeeze.app.services.bus.subscriberCount(id)).toBe(0);
+    } finally {
+      socket.close();
+    }
   });
 
   it('stops listening when a subscriber lets go, and ends an unknown id with NOT_FOUND', async () => {
