@@ -5,7 +5,8 @@
  * when idle (before the upload) and its peak during it.
  *
  * Settings (environment): BENCH_INGEST_ROWS; BENCH_INGEST_RUNS (default 3); BENCH_INGEST_DB
- * (postgres, pglite or both; default postgres); BENCH_POSTGRES_URL as for `npm run bench`.
+ * (postgres, pglite or both; default postgres); BENCH_NODE_ARGS, extra options for the server's node
+ * (e.g. `--max-semi-space-size=4`, to compare V8 settings); BENCH_POSTGRES_URL as for `npm run bench`.
  */
 import { performance } from 'node:perf_hooks';
 import {
@@ -27,6 +28,7 @@ const runs = intEnv('BENCH_INGEST_RUNS', 3);
 const which = process.env.BENCH_INGEST_DB?.trim() || 'postgres';
 const kinds = (which === 'both' ? ['postgres', 'pglite'] : [which]) as ('postgres' | 'pglite')[];
 for (const kind of kinds) if (kind !== 'postgres' && kind !== 'pglite') throw new Error(`BENCH_INGEST_DB must be postgres, pglite or both, got "${which}"`);
+const nodeArgs = process.env.BENCH_NODE_ARGS?.trim().split(/\s+/).filter(Boolean) ?? [];
 const adminUrl = process.env.BENCH_POSTGRES_URL?.trim() || 'postgres://postgres@127.0.0.1:5432/postgres';
 
 /** The same CSV as bench/run.ts's ingest. */
@@ -50,7 +52,7 @@ interface Run {
 
 async function once(kind: 'postgres' | 'pglite', csv: string): Promise<Run> {
   const database = kind === 'postgres' ? await createScratchDatabase(adminUrl) : undefined;
-  const server = await startSqueeze({ name: `ingest-${kind}`, databaseUrl: database?.url });
+  const server = await startSqueeze({ name: `ingest-${kind}`, databaseUrl: database?.url, nodeArgs });
   try {
     await sleep(500);
     const idle = procStatus(server.pid);

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  DEFAULT_BATCH_SIZE,
   MAX_REPORTED_PROBLEMS,
   parseProductCsv,
   type CsvLimits,
@@ -447,7 +448,7 @@ describe('large files', () => {
     expect(outcome).toEqual({ problems: [], rows: 100_000, urls: 300_000, tooLarge: false });
     expect(inOrder).toBe(true);
     expect(batchSizes.reduce((sum, size) => sum + size, 0)).toBe(100_000);
-    expect(batchSizes.every((size) => size === 2000)).toBe(true);
+    expect(batchSizes.every((size) => size === DEFAULT_BATCH_SIZE)).toBe(true);
   });
 
   it('does not read ahead while onBatch is busy, and still gets every batch in order', async () => {

@@ -34,7 +34,11 @@ export const MAX_REPORTED_PROBLEMS = 1000;
 /** Serial numbers are GraphQL `Int`s (32-bit signed), so the largest is 2 147 483 647. */
 export const MAX_SERIAL_NUMBER = 2_147_483_647;
 
-const DEFAULT_BATCH_SIZE = 2000;
+/**
+ * Products per batch handed to `onBatch`. Ingest of 100 000 rows × 3 URLs on Postgres, server peak RSS
+ * (3 runs each): 2000 → 172–180 MB, 1000 → 164–172 MB, 500 → 158–162 MB but 5–10 % more Postgres CPU.
+ */
+export const DEFAULT_BATCH_SIZE = 1000;
 /** Source chunks are fed to the parser in slices of this size, so back-pressure holds even when one chunk is huge. */
 const SLICE_BYTES = 64 * 1024;
 const MAX_QUOTED_CHARS = 200;
