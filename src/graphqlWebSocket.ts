@@ -26,7 +26,8 @@ interface EnvelopedRoot {
  * sharedSubscriptionResultsPlugin) shares its JSON too, and the message is that JSON with the id around
  * it, byte for byte what graphql-ws would send. graphql-ws gets an iterator that yields nothing and ends
  * when the results end (then it sends `complete`) or fails when they fail (then it sends `error`); its
- * return (the client's `complete`, a closed socket) stops the writing.
+ * return (the client's `complete`, a closed socket) stops the writing. So graphql-ws's onNext hook and
+ * jsonMessageReplacer never see these messages: set neither here without moving them into writeNexts.
  */
 export function serveGraphqlWebSocket(
   wss: WebSocketServer,
