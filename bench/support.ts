@@ -303,12 +303,15 @@ export function intEnv(name: string, fallback: number, min = 1): number {
 /** BENCH_SHORT=1 (or --short): the small run CI uses to prove a benchmark works. */
 export const isShort = process.env.BENCH_SHORT === '1' || process.env.BENCH_SHORT === 'true' || process.argv.includes('--short');
 
+/** The V8 settings of package.json's `start` script (src/start.mjs says why). */
+export const SERVER_NODE_FLAGS = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
+
 export async function startSqueeze(options: { databaseUrl?: string; name: string; env?: Record<string, string>; nodeArgs?: string[] }): Promise<SqueezeProcess> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), `squeeze-bench-${options.name}-`));
   const port = await freePort();
   const env = squeezeEnv(port, dataDir, options.databaseUrl, options.env);
-  // As `npm start` runs it: from the compiled JavaScript (src/start.mjs), so the figures are production's.
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), 'src/start.mjs'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // As `npm start` runs it (its V8 settings, then the compiled JavaScript), so the figures are production's.
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...(options.nodeArgs ?? []), 'src/start.mjs'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let output = '';
   const keep = (chunk: Buffer) => {

@@ -12,6 +12,15 @@
 //
 // When the cache cannot be written (a read-only install) or esbuild is missing, it falls back to
 // running the TypeScript through tsx, with a warning.
+//
+// `npm start` also passes V8 two memory settings, process-wide (worker threads included):
+//   --heap-growing-percent=50  lets the old generation grow to 1.5 × the live heap before a full GC,
+//                              instead of up to 4 × on a small heap: an upload's short-lived batches
+//                              are promoted and pile up as garbage meanwhile.
+//   --max-semi-space-size=8    young generation of 2 × 8 MB instead of 2 × 16 MB.
+// Ingest of 100 000 rows × 3 URLs on Postgres, server peak RSS (3 runs each): neither 216–237 MB, growing
+// 50 % alone 183–190 MB, both 166–168 MB, with the same main-thread CPU (1.5–1.6 s). Smaller still cost
+// CPU: semi-space 4 MB +10 %, --optimize-for-size +60 %.
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';

@@ -7,6 +7,9 @@ import { fileURLToPath } from 'node:url';
 /** The project root: children run `src/start.mjs` from here, as `npm start` does. */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
+/** The V8 settings of package.json's `start` script (src/start.mjs says why). */
+const SERVER_NODE_FLAGS = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
+
 /** A free TCP port on loopback (released again before it is returned; good enough for tests). */
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -38,12 +41,12 @@ process.once('exit', () => {
 });
 
 /**
- * Starts the real server (`node src/start.mjs`, as `npm start`) as a child process on a free loopback port
+ * Starts the real server as `npm start` does (`node <V8 settings> src/start.mjs`) as a child process on a free loopback port
  * and waits until `/readyz` answers 200. `env` is added to the parent's environment.
  */
 export async function spawnSqueeze(name: string, env: Record<string, string>, readyTimeoutMs = 30_000): Promise<SqueezeProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['src/start.mjs'], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, 'src/start.mjs'], {
     cwd: ROOT,
     env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
