@@ -8,19 +8,16 @@ const POOL = 32 * 1024;
 const pool = Buffer.alloc(POOL);
 let offset = POOL;
 
-function randomBytes10(): Buffer {
-  if (offset + 10 > POOL) {
-    randomFillSync(pool);
-    offset = 0;
-  }
-  offset += 10;
-  return pool.subarray(offset - 10, offset);
-}
+/** The character code of each hex digit. */
+const HEX = Array.from('0123456789abcdef', (digit) => digit.charCodeAt(0));
+const DASH = 45;
 
 /**
  * A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then a 12-bit counter and random bits.
  * Time-ordered keys append to the primary-key index; random v4 keys touched a random page per row.
  * The counter keeps ids made in the same millisecond in order.
+ * Written in one String.fromCharCode: through Buffer views, `toString('hex')` and concatenation, each
+ * id allocated ~700 bytes, half of all the allocation of an ingest of 400 000 ids (and of its GC).
  */
 export function uuidv7(now = Date.now()): string {
   if (now > lastMs) {
@@ -33,12 +30,30 @@ export function uuidv7(now = Date.now()): string {
       counter = 0;
     }
   }
-  const random = randomBytes10();
+  if (offset + 8 > POOL) {
+    randomFillSync(pool);
+    offset = 0;
+  }
+  const r = offset;
+  offset += 8;
   const ms = lastMs;
-  const hex =
-    ms.toString(16).padStart(12, '0') +
-    (0x7000 | counter).toString(16) +
-    ((random[0]! & 0x3f) | 0x80).toString(16).padStart(2, '0') +
-    random.subarray(1, 8).toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+  // Bits 47–16 and 15–0 of the milliseconds (beyond 32 bits, so no bitwise operators on the whole).
+  const high = Math.floor(ms / 0x10000);
+  const low = ms % 0x10000;
+  const variant = (pool[r]! & 0x3f) | 0x80;
+  // One call with every character: no intermediate strings.
+  return String.fromCharCode(
+    HEX[high >>> 28]!, HEX[(high >>> 24) & 15]!, HEX[(high >>> 20) & 15]!, HEX[(high >>> 16) & 15]!,
+    HEX[(high >>> 12) & 15]!, HEX[(high >>> 8) & 15]!, HEX[(high >>> 4) & 15]!, HEX[high & 15]!,
+    DASH,
+    HEX[low >>> 12]!, HEX[(low >>> 8) & 15]!, HEX[(low >>> 4) & 15]!, HEX[low & 15]!,
+    DASH,
+    HEX[7]!, HEX[counter >>> 8]!, HEX[(counter >>> 4) & 15]!, HEX[counter & 15]!,
+    DASH,
+    HEX[variant >>> 4]!, HEX[variant & 15]!, HEX[pool[r + 1]! >>> 4]!, HEX[pool[r + 1]! & 15]!,
+    DASH,
+    HEX[pool[r + 2]! >>> 4]!, HEX[pool[r + 2]! & 15]!, HEX[pool[r + 3]! >>> 4]!, HEX[pool[r + 3]! & 15]!,
+    HEX[pool[r + 4]! >>> 4]!, HEX[pool[r + 4]! & 15]!, HEX[pool[r + 5]! >>> 4]!, HEX[pool[r + 5]! & 15]!,
+    HEX[pool[r + 6]! >>> 4]!, HEX[pool[r + 6]! & 15]!, HEX[pool[r + 7]! >>> 4]!, HEX[pool[r + 7]! & 15]!,
+  );
 }

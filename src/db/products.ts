@@ -5,6 +5,11 @@ import type { ParsedProduct } from '../ingest/parseProductCsv.ts';
 import type { Queryable } from './client.ts';
 import { isUuid } from './requests.ts';
 
+/** A Postgres array literal (`{"a","b"}`): one bound parameter however many values, on both drivers. */
+function arrayLiteral(elements: readonly (string | number)[]): string {
+  return `{${elements.join(',')}}`;
+}
+
 /** `value` as an element of a Postgres text-array literal: always quoted (so '', NULL and commas stay text), `\\` and `"` escaped. */
 function arrayElement(value: string): string {
   return value.includes('"') || value.includes('\\') ? `"${value.replace(/[\\"]/g, '\\$&')}"` : `"${value}"`;
@@ -34,44 +39,40 @@ export async function insertProductBatch(
   claimable: boolean,
 ): Promise<number> {
   if (batch.length === 0) return 0;
-  let productIds = '';
-  let serials = '';
-  let names = '';
-  let imageIds = '';
-  let imageProducts = '';
-  let imagePositions = '';
-  let urls = '';
-  let count = 0;
+  const productIds: string[] = [];
+  const serials: number[] = [];
+  const names: string[] = [];
+  const imageIds: string[] = [];
+  const imageProducts: number[] = [];
+  const imagePositions: number[] = [];
+  const urls: string[] = [];
   for (let index = 0; index < batch.length; index++) {
     const product = batch[index]!;
-    const comma = index === 0 ? '' : ',';
-    productIds += comma + uuidv7();
-    serials += comma + product.serialNumber;
-    names += comma + arrayElement(product.productName);
+    productIds.push(uuidv7());
+    serials.push(product.serialNumber);
+    names.push(arrayElement(product.productName));
     const productUrls = product.imageUrls;
     for (let position = 0; position < productUrls.length; position++) {
-      const comma = count === 0 ? '' : ',';
-      imageIds += comma + uuidv7();
+      imageIds.push(uuidv7());
       // Postgres arrays count from 1.
-      imageProducts += comma + (index + 1);
-      imagePositions += comma + position;
-      urls += comma + arrayElement(productUrls[position]!);
-      count++;
+      imageProducts.push(index + 1);
+      imagePositions.push(position);
+      urls.push(arrayElement(productUrls[position]!));
     }
   }
   // A CTE read twice is computed once: the product ids are parsed once, then read by index.
   await on.execute(sql`
-    with batch as (select ${`{${productIds}}`}::uuid[] as product_ids),
+    with batch as (select ${arrayLiteral(productIds)}::uuid[] as product_ids),
     inserted as (
       insert into products (id, request_id, position, serial_number, product_name)
       select t.id, ${requestId}::uuid, ${firstPosition - 1}::int + t.n::int, t.serial_number, t.product_name
-      from batch, unnest(batch.product_ids, ${`{${serials}}`}::bigint[], ${`{${names}}`}::text[]) with ordinality as t(id, serial_number, product_name, n)
+      from batch, unnest(batch.product_ids, ${arrayLiteral(serials)}::bigint[], ${arrayLiteral(names)}::text[]) with ordinality as t(id, serial_number, product_name, n)
     )
     insert into images (id, request_id, product_id, position, input_url, status, next_attempt_at)
     select t.id, ${requestId}::uuid, batch.product_ids[t.product], t.position, t.input_url, 'PENDING', ${claimable ? sql`now()` : sql`null`}
-    from batch, unnest(${`{${imageIds}}`}::uuid[], ${`{${imageProducts}}`}::int[], ${`{${imagePositions}}`}::int[], ${`{${urls}}`}::text[])
+    from batch, unnest(${arrayLiteral(imageIds)}::uuid[], ${arrayLiteral(imageProducts)}::int[], ${arrayLiteral(imagePositions)}::int[], ${arrayLiteral(urls)}::text[])
       as t(id, product, position, input_url)`);
-  return count;
+  return imageIds.length;
 }
 
 export async function getProduct(on: Queryable, id: string): Promise<ProductRow | undefined> {
