@@ -41,7 +41,7 @@ try {
 }
 
 if (compiled) {
-  // Stack traces name the .ts files and lines (the maps are read only when an error's stack is formatted).
+  // Stack traces name the .ts files and lines.
   process.setSourceMapsEnabled(true);
   // Read by workers/compressImage.mjs in each worker thread (threads get a copy of process.env).
   process.env.SQUEEZE_COMPRESS_WORKER_JS = pathToFileURL(compiled.compressImage).href;
@@ -106,7 +106,7 @@ async function build(key, outputs) {
         platform: 'node',
         target: 'node20',
         sourcemap: 'linked',
-        // The source map is written next to the file under the final name, so the link in the file holds after the rename.
+        // The map points at the .ts files rather than carrying a copy of them.
         sourcesContent: false,
         metafile: true,
         logLevel: 'warning',
