@@ -2,7 +2,7 @@
  * `npm run bench:progress`: fan-out of live progress. One Squeeze instance, a thousand graphql-ws
  * subscribers to one busy request.
  *
- *   1. A fresh Squeeze child process (`node --import tsx src/main.ts`) on a scratch Postgres database
+ *   1. A fresh Squeeze child process started as `npm start` does (`node <V8 settings> src/start.mjs`) on a scratch Postgres database
  *      (or PGlite with BENCH_DB=pglite), loopback only. It runs with the inspector on 127.0.0.1, used
  *      only to force a GC around the memory samples.
  *   2. A loopback image server (small photo-like JPEGs made with sharp) and a CSV of N images uploaded
@@ -65,6 +65,7 @@ import {
   intEnv,
   isShort,
   squeezeEnv,
+  SERVER_NODE_FLAGS,
 } from './support.ts';
 
 const benchStarted = performance.now();
@@ -226,7 +227,8 @@ async function startServer(databaseUrl: string | undefined, extraEnv: Record<str
   const removeDir = onCleanup('server data directory', () => rm(dataDir, { recursive: true, force: true }));
   const port = await freePort();
   const env = squeezeEnv(port, dataDir, databaseUrl, extraEnv);
-  const child = spawn(process.execPath, ['--inspect=127.0.0.1:0', '--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // As `npm start` runs it (its V8 settings, then the compiled JavaScript), so the figures are production's.
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, '--inspect=127.0.0.1:0', 'src/start.mjs'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   trackChild(child);
   const stopServer = onCleanup('server process', () => stopChild(child, 'SIGTERM', 15_000));
   let output = '';
