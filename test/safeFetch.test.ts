@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createAddressGuard, type AddressGuard, type Resolver } from '../src/net/addressGuard.ts';
-import { FetchFailure, parseRetryAfter, safeFetch, type SafeFetchOptions } from '../src/net/safeFetch.ts';
+import { FetchFailure, createPinnedAgents, parseRetryAfter, safeFetch, type SafeFetchOptions } from '../src/net/safeFetch.ts';
 
 // Loopback only: every server here listens on 127.0.0.0/8 (or ::1), and every URL either points at one of
 // them or is refused by the guard before any connection. No test performs a real DNS query: the only
@@ -434,6 +434,71 @@ describe('safeFetch against loopback servers', () => {
     expect(resolver).toHaveBeenCalledTimes(1);
     expect(pinTrap.hits).toBe(0);
   });
+});
+
+describe('safeFetch with kept connections', () => {
+  /** Counts the connections a server accepts. */
+  function counting(server: net.Server): () => number {
+    let connections = 0;
+    server.on('connection', () => connections++);
+    return () => connections;
+  }
+
+  it('reuses connections for downloads from the same origin with `agents`, one per download without', async () => {
+    const connections = counting(allowed);
+    const agents = createPinnedAgents();
+    try {
+      const before = connections();
+      for (let i = 0; i < 4; i++) {
+        const res = await safeFetch(`http://127.0.0.1:${P}/image.png`, opts({ agents }));
+        expect(res.body.equals(IMAGE)).toBe(true);
+      }
+      // A download that starts the moment the previous one ended may find its connection not yet
+      // handed back, and open a second one; after that they take turns.
+      expect(connections() - before).toBeLessThanOrEqual(2);
+      const without = connections();
+      for (let i = 0; i < 2; i++) await safeFetch(`http://127.0.0.1:${P}/image.png`, opts());
+      expect(connections() - without).toBe(2);
+    } finally {
+      await agents.close();
+    }
+  });
+
+  it('a kept connection serves only the addresses checked for that call', async (ctx) => {
+    // One hostname, two loopback addresses on the same port: 127.0.0.2 first, then 127.0.0.1. The second
+    // download must go where its own check said (not down the connection kept from the first), and a third
+    // one to 127.0.0.2 may reuse that connection.
+    const first = http.createServer((_req, res) => res.end('first'));
+    track(first);
+    const firstConnections = counting(first);
+    let second: http.Server | undefined;
+    for (let i = 0; i < 5 && !second; i++) {
+      const listening = await listen(first, '127.0.0.2').then(
+        () => true,
+        () => false,
+      );
+      if (!listening) return ctx.skip();
+      const candidate = http.createServer((_req, res) => res.end('second'));
+      track(candidate);
+      second = await listen(candidate, '127.0.0.1', portOf(first)).catch(() => undefined);
+      if (!second) await new Promise<void>((r) => first.close(() => r()));
+    }
+    if (!second) return ctx.skip();
+    const S = portOf(first);
+    const answers = ['127.0.0.2', '127.0.0.1', '127.0.0.2'];
+    const resolver = vi.fn<Resolver>(async () => [{ address: answers.shift()!, family: 4 }]);
+    const g = createAddressGuard({ allowPrivateNetworks: false, resolver, allowHosts: [`images.test:${S}`] });
+    const agents = createPinnedAgents();
+    try {
+      const bodies: string[] = [];
+      for (let i = 0; i < 3; i++) bodies.push((await safeFetch(`http://images.test:${S}/`, opts({ guard: g, agents }))).body.toString());
+      expect(bodies).toEqual(['first', 'second', 'first']);
+      expect(firstConnections()).toBeLessThanOrEqual(2);
+    } finally {
+      await agents.close();
+    }
+  });
+
 });
 
 describe('parseRetryAfter', () => {

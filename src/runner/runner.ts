@@ -5,7 +5,7 @@ import { outputExtension } from '../compress/compressionPool.ts';
 import type { Database } from '../db/client.ts';
 import { claimImages, extendLeases, releaseExpiredLeases, releaseImages, type ClaimedImage } from '../db/images.ts';
 import type { AddressGuard } from '../net/addressGuard.ts';
-import { FetchFailure, safeFetch } from '../net/safeFetch.ts';
+import { FetchFailure, createPinnedAgents, safeFetch } from '../net/safeFetch.ts';
 import { finishImage, type FinishResult, type ImageOutcome } from '../requests/lifecycle.ts';
 import type { Storage } from '../storage/localStorage.ts';
 import type { ImageErrorCode } from '../statuses.ts';
@@ -58,6 +58,8 @@ export function createRunner(deps: RunnerDeps): Runner {
   // Claim when at least a thread's worth of room is free: fewer, larger claims.
   const claimBatch = Math.max(1, pool.threads);
   const inFlight = new Map<string, AbortController>();
+  // Connections kept open between downloads from the same host.
+  const agents = createPinnedAgents();
   let running = false;
   let stopping = false;
   let wakeUp: (() => void) | undefined;
@@ -173,6 +175,7 @@ export function createRunner(deps: RunnerDeps): Runner {
         totalTimeoutMs: config.downloadTimeoutMs,
         maxRedirects: config.maxRedirects,
         signal,
+        agents,
       }));
     } catch (error) {
       if (error instanceof FetchFailure) {
@@ -258,6 +261,7 @@ export function createRunner(deps: RunnerDeps): Runner {
         );
         logger.info({ released: left.length }, 'gave unfinished images back to the queue');
       }
+      await agents.close();
       running = false;
     },
     get inFlight() {
