@@ -230,6 +230,16 @@ describe('compression pool', () => {
     expect(input.length).toBe(0);
   });
 
+  it('shares a view of a SharedArrayBuffer with the worker: nothing detached, nothing copied', async () => {
+    const shared = new SharedArrayBuffer(plainJpeg.length + 64);
+    const input = Buffer.from(shared, 32, plainJpeg.length);
+    input.set(plainJpeg);
+    const result = expectOk(await pool.compress(input, { quality: 50, format: 'JPEG', maxWidth: 200 }));
+    expect(result).toMatchObject({ width: 200, format: 'jpeg' });
+    expect(shared.byteLength).toBe(plainJpeg.length + 64);
+    expect(input.equals(plainJpeg)).toBe(true);
+  });
+
   it('copies a slice of a larger buffer once, leaving the rest of that buffer intact', async () => {
     const whole = Buffer.alloc(plainJpeg.length + 100, 7);
     plainJpeg.copy(whole, 50);

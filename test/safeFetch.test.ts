@@ -436,7 +436,7 @@ describe('safeFetch against loopback servers', () => {
   });
 });
 
-describe('safeFetch with kept connections', () => {
+describe('safeFetch with kept connections and a body buffer of the caller', () => {
   /** Counts the connections a server accepts. */
   function counting(server: net.Server): () => number {
     let connections = 0;
@@ -499,6 +499,23 @@ describe('safeFetch with kept connections', () => {
     }
   });
 
+  it('fills the buffer the caller hands out: sized from content-length up front, or from the streamed total', async () => {
+    const sizes: number[] = [];
+    const bodyBuffer = (size: number) => {
+      sizes.push(size);
+      return Buffer.from(new SharedArrayBuffer(size + 7), 3, size);
+    };
+    const res = await safeFetch(`http://127.0.0.1:${P}/image.png`, opts({ bodyBuffer }));
+    expect(sizes).toEqual([IMAGE.length]);
+    expect(res.body.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(res.body.equals(IMAGE)).toBe(true);
+
+    sizes.length = 0;
+    const chunked = await safeFetch(`http://127.0.0.1:${R}/chunked`, opts({ maxBytes: 6 * MB, bodyBuffer }));
+    expect(sizes).toEqual([5 * MB]);
+    expect(chunked.body.length).toBe(5 * MB);
+    expect(chunked.body.every((byte) => byte === 0x78)).toBe(true);
+  });
 });
 
 describe('parseRetryAfter', () => {

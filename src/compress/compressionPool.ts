@@ -1,7 +1,8 @@
 /**
  * The main-thread side of image compression: a Piscina pool of worker threads running
  * `workers/compressImage.ts`. Bytes cross the thread boundary without being copied: the input's
- * ArrayBuffer is transferred to the worker, and the output's ArrayBuffer is transferred back.
+ * ArrayBuffer is transferred to the worker (or its SharedArrayBuffer shared), and the output's
+ * ArrayBuffer is transferred back.
  */
 import { fileURLToPath } from 'node:url';
 import { types } from 'node:util';
@@ -23,7 +24,8 @@ export type CompressResult =
 export interface CompressionPool {
   /**
    * Compress one image. The input's ArrayBuffer may be transferred (detached): callers must not
-   * reuse `input` afterwards. Image problems resolve to `{ ok: false }`; the promise rejects only
+   * reuse `input` afterwards. A view of a SharedArrayBuffer is shared, not copied: leave those bytes
+   * alone until the promise settles. Image problems resolve to `{ ok: false }`; the promise rejects only
    * for invalid options or a closed pool. When the queue is full it waits for room.
    */
   compress(input: Buffer, options: CompressionOptions): Promise<CompressResult>;
@@ -99,18 +101,20 @@ function validateOptions(options: CompressionOptions): void {
 }
 
 /**
- * A view of the bytes over an ArrayBuffer of exactly their size, ready to transfer: the input's own
- * buffer when it is exactly that, otherwise (a slice of Node's Buffer pool or of a larger buffer,
- * a SharedArrayBuffer) one copy. Transferring a slice would detach, or be refused for, its neighbours.
+ * The input as it crosses to the worker, and what to transfer. A view of a SharedArrayBuffer is
+ * shared as it is (see inputBuffers.ts). A view over an ArrayBuffer of exactly its size is
+ * transferred (detached here). Anything else (a slice of Node's Buffer pool or of a larger buffer) is
+ * copied once: transferring a slice would detach, or be refused for, its neighbours.
  */
-function transferableBytes(input: Uint8Array): Uint8Array<ArrayBuffer> {
+function crossingBytes(input: Uint8Array): { bytes: Uint8Array; transferList: ArrayBuffer[] } {
   const buffer = input.buffer;
+  if (types.isSharedArrayBuffer(buffer)) return { bytes: input, transferList: [] };
   if (types.isArrayBuffer(buffer) && input.byteOffset === 0 && input.byteLength === buffer.byteLength) {
-    return new Uint8Array(buffer);
+    return { bytes: new Uint8Array(buffer), transferList: [buffer] };
   }
   const copy = new Uint8Array(new ArrayBuffer(input.byteLength));
   copy.set(input);
-  return copy;
+  return { bytes: copy, transferList: [copy.buffer] };
 }
 
 /**
@@ -196,7 +200,7 @@ class PiscinaCompressionPool implements CompressionPool {
     }
 
     try {
-      const bytes = transferableBytes(input);
+      const { bytes, transferList } = crossingBytes(input);
       const task: CompressTask = {
         input: bytes,
         options: { quality: options.quality, format: options.format, maxWidth: options.maxWidth ?? null, maxHeight: options.maxHeight ?? null },
@@ -204,7 +208,7 @@ class PiscinaCompressionPool implements CompressionPool {
       };
       let result: WorkerResult;
       try {
-        result = (await this.#piscina.run(task, { transferList: [bytes.buffer] })) as WorkerResult;
+        result = (await this.#piscina.run(task, { transferList })) as WorkerResult;
         this.#lastRoundTrip = Date.now();
       } catch (error) {
         // The thread died under the task (Piscina starts a new one), workers cannot start at all,

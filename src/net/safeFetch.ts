@@ -1,3 +1,4 @@
+import { types } from 'node:util';
 import { Agent, buildConnector, request } from 'undici';
 import { BlockedAddressError, type AddressGuard } from './addressGuard.ts';
 
@@ -42,6 +43,12 @@ export interface SafeFetchOptions {
   totalTimeoutMs: number; // whole request incl. body; a server that trickles bytes is cut here
   maxRedirects: number; // 0 = do not follow (webhooks); each hop is checked by the guard again
   signal?: AbortSignal;
+  /**
+   * Where the body goes: called with the body's length (up front from content-length, else once the
+   * whole body is in) and returns a Buffer of exactly that length, which the body fills. Default: a
+   * new ArrayBuffer of that size. A failed download may have called it and dropped what it returned.
+   */
+  bodyBuffer?: (size: number) => Buffer;
   /** Keeps connections open for the next download from the same origin; default: one connection per call. */
   agents?: PinnedAgents;
 }
@@ -317,7 +324,7 @@ async function fetchHops(start: URL, opts: SafeFetchOptions & { acceptAnyStatus?
         });
       }
 
-      const data = await readLimited(res.body, resHeaders['content-length'], opts.maxBytes, current);
+      const data = await readLimited(res.body, resHeaders['content-length'], opts.maxBytes, current, opts.bodyBuffer ?? newBuffer);
       return { status, headers: resHeaders, body: data, finalUrl: current.href };
     } finally {
       if (!shared) agent.destroy().catch(() => {});
@@ -336,11 +343,17 @@ function discard(stream: BodyStream): void {
   stream.destroy();
 }
 
+/** A Buffer over an ArrayBuffer of exactly `size` bytes, which the compression pool can transfer as it is. */
+function newBuffer(size: number): Buffer {
+  return Buffer.from(new ArrayBuffer(size));
+}
+
 async function readLimited(
   stream: BodyStream,
   contentLength: string | undefined,
   maxBytes: number,
   url: URL,
+  bodyBuffer: (size: number) => Buffer,
 ): Promise<Buffer> {
   const tooLarge = (): FetchFailure =>
     new FetchFailure('TOO_LARGE', `${url.href} is larger than the limit of ${maxBytes} bytes`, { transient: false });
@@ -349,10 +362,10 @@ async function readLimited(
     discard(stream);
     throw tooLarge();
   }
-  // With a trustworthy length, bytes go straight into one exact-size buffer (no chunk list, no
-  // concat copy), which the compression pool can then transfer as it is.
+  // With a trustworthy length, bytes go straight into one buffer of that size (no chunk list, no
+  // concat copy).
   const declared = contentLength !== undefined && /^\d+$/.test(contentLength.trim()) ? Number(contentLength) : undefined;
-  const whole = declared !== undefined && declared > 0 ? Buffer.from(new ArrayBuffer(declared)) : undefined;
+  const whole = declared !== undefined && declared > 0 ? bodyBuffer(declared) : undefined;
   const chunks: Buffer[] = [];
   let total = 0;
   let filled = 0;
@@ -363,7 +376,7 @@ async function readLimited(
         throw tooLarge();
       }
       if (whole && chunks.length === 0 && filled + chunk.length <= whole.length) {
-        whole.set(chunk, filled);
+        copyBytes(whole, chunk, filled);
         filled += chunk.length;
       } else chunks.push(chunk);
       total += chunk.length;
@@ -373,5 +386,28 @@ async function readLimited(
     throw toFailure(err, url);
   }
   if (whole && chunks.length === 0) return filled === whole.length ? whole : whole.subarray(0, filled);
-  return Buffer.concat(whole ? [whole.subarray(0, filled), ...chunks] : chunks, total);
+  const body = bodyBuffer(total);
+  let at = 0;
+  if (whole) {
+    copyBytes(body, whole.subarray(0, filled), 0);
+    at = filled;
+  }
+  for (const chunk of chunks) {
+    copyBytes(body, chunk, at);
+    at += chunk.length;
+  }
+  return body;
+}
+
+/**
+ * `target.set(source, at)`, fast into shared memory too. V8 copies into a SharedArrayBuffer with
+ * relaxed atomic stores, a word at a time at best and byte by byte when source and target are not
+ * equally aligned (undici's chunks start anywhere): measured here, 1.0–1.6 ms per 3 MB against 0.09 ms
+ * for an ArrayBuffer. Buffer#fill with a value exactly as long as the range is one native memcpy
+ * (0.11 ms per 3 MB); nothing else touches these bytes meanwhile.
+ */
+function copyBytes(target: Buffer, source: Uint8Array, at: number): void {
+  if (source.length === 0) return;
+  if (types.isSharedArrayBuffer(target.buffer)) target.fill(source, at, at + source.length);
+  else target.set(source, at);
 }

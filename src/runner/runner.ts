@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import type { CompressionPool } from '../compress/compressionPool.ts';
 import { outputExtension } from '../compress/compressionPool.ts';
+import { createInputBuffers } from '../compress/inputBuffers.ts';
 import type { Database } from '../db/client.ts';
 import { claimImages, extendLeases, releaseExpiredLeases, releaseImages, type ClaimedImage } from '../db/images.ts';
 import type { AddressGuard } from '../net/addressGuard.ts';
@@ -58,6 +59,8 @@ export function createRunner(deps: RunnerDeps): Runner {
   // Claim when at least a thread's worth of room is free: fewer, larger claims.
   const claimBatch = Math.max(1, pool.threads);
   const inFlight = new Map<string, AbortController>();
+  // One downloaded image per in-flight image at most, so as many buffers, reused from image to image.
+  const inputBuffers = createInputBuffers(maxInFlight);
   // Connections kept open between downloads from the same host.
   const agents = createPinnedAgents();
   let running = false;
@@ -108,6 +111,8 @@ export function createRunner(deps: RunnerDeps): Runner {
         continue;
       }
       for (const image of claimed) track(image);
+      // Nothing to do: the download buffers are not needed until work comes again.
+      if (inFlight.size === 0) inputBuffers.clear();
       if (claimed.length < room) await sleep(IDLE_POLL_MS);
     }
   }
@@ -165,6 +170,22 @@ export function createRunner(deps: RunnerDeps): Runner {
   }
 
   async function compressOne(image: ClaimedImage, signal: AbortSignal): Promise<ImageOutcome> {
+    // The download lands in a buffer of the pool's, which the worker reads in place; it goes back
+    // to the pool once the compression has settled.
+    const taken: Buffer[] = [];
+    const bodyBuffer = (size: number) => {
+      const buffer = inputBuffers.take(size);
+      taken.push(buffer);
+      return buffer;
+    };
+    try {
+      return await downloadAndCompress(image, signal, bodyBuffer);
+    } finally {
+      for (const buffer of taken) inputBuffers.give(buffer);
+    }
+  }
+
+  async function downloadAndCompress(image: ClaimedImage, signal: AbortSignal, bodyBuffer: (size: number) => Buffer): Promise<ImageOutcome> {
     let body: Buffer;
     const downloadTimer = deps.metrics?.downloadSeconds.startTimer();
     try {
@@ -175,6 +196,7 @@ export function createRunner(deps: RunnerDeps): Runner {
         totalTimeoutMs: config.downloadTimeoutMs,
         maxRedirects: config.maxRedirects,
         signal,
+        bodyBuffer,
         agents,
       }));
     } catch (error) {
@@ -262,6 +284,7 @@ export function createRunner(deps: RunnerDeps): Runner {
         logger.info({ released: left.length }, 'gave unfinished images back to the queue');
       }
       await agents.close();
+      inputBuffers.clear();
       running = false;
     },
     get inFlight() {
