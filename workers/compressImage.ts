@@ -308,6 +308,14 @@ export async function compressImage(task: CompressTask): Promise<WorkerResult> {
   }
 }
 
+/**
+ * The download thread's code (workers/downloads.ts), for the bootstrap: here only so that `npm start`'s
+ * compiled bundle of this file carries it. Loaded when called, never by the compression threads.
+ */
+export function loadDownloads(): Promise<typeof import('./downloads.ts')> {
+  return import('./downloads.ts');
+}
+
 /** A trivial task, for readiness checks. */
 export function ping(): boolean {
   return true;

@@ -6,7 +6,8 @@ import { createInputBuffers } from '../compress/inputBuffers.ts';
 import type { Database } from '../db/client.ts';
 import { claimImages, extendLeases, releaseExpiredLeases, releaseImages, type ClaimedImage } from '../db/images.ts';
 import type { AddressGuard } from '../net/addressGuard.ts';
-import { FetchFailure, createPinnedAgents, safeFetch } from '../net/safeFetch.ts';
+import { createDownloadThread } from '../net/downloadThread.ts';
+import { FetchFailure } from '../net/safeFetch.ts';
 import { finishImage, type FinishResult, type ImageOutcome } from '../requests/lifecycle.ts';
 import type { Storage } from '../storage/localStorage.ts';
 import type { ImageErrorCode } from '../statuses.ts';
@@ -60,9 +61,11 @@ export function createRunner(deps: RunnerDeps): Runner {
   const claimBatch = Math.max(1, pool.threads);
   const inFlight = new Map<string, AbortController>();
   // One downloaded image per in-flight image at most, so as many buffers, reused from image to image.
+  // Each is MAX_IMAGE_BYTES long, as a download's size is known only once it runs; pages an image
+  // never reached are never touched, so they take address space, not memory.
   const inputBuffers = createInputBuffers(maxInFlight);
-  // Connections kept open between downloads from the same host.
-  const agents = createPinnedAgents();
+  // Downloads run on a thread of their own, checked by this thread's guard.
+  const downloads = createDownloadThread(guard);
   let running = false;
   let stopping = false;
   let wakeUp: (() => void) | undefined;
@@ -172,33 +175,29 @@ export function createRunner(deps: RunnerDeps): Runner {
   async function compressOne(image: ClaimedImage, signal: AbortSignal): Promise<ImageOutcome> {
     // The download lands in a buffer of the pool's, which the worker reads in place; it goes back
     // to the pool once the compression has settled.
-    const taken: Buffer[] = [];
-    const bodyBuffer = (size: number) => {
-      const buffer = inputBuffers.take(size);
-      taken.push(buffer);
-      return buffer;
-    };
+    const into = inputBuffers.take(config.maxImageBytes);
     try {
-      return await downloadAndCompress(image, signal, bodyBuffer);
+      return await downloadAndCompress(image, signal, into);
     } finally {
-      for (const buffer of taken) inputBuffers.give(buffer);
+      inputBuffers.give(into);
     }
   }
 
-  async function downloadAndCompress(image: ClaimedImage, signal: AbortSignal, bodyBuffer: (size: number) => Buffer): Promise<ImageOutcome> {
+  async function downloadAndCompress(image: ClaimedImage, signal: AbortSignal, into: Buffer): Promise<ImageOutcome> {
     let body: Buffer;
     const downloadTimer = deps.metrics?.downloadSeconds.startTimer();
     try {
-      ({ body } = await safeFetch(image.inputUrl, {
-        guard,
-        maxBytes: config.maxImageBytes,
-        connectTimeoutMs: config.connectTimeoutMs,
-        totalTimeoutMs: config.downloadTimeoutMs,
-        maxRedirects: config.maxRedirects,
-        signal,
-        bodyBuffer,
-        agents,
-      }));
+      ({ body } = await downloads.fetch(
+        image.inputUrl,
+        {
+          maxBytes: config.maxImageBytes,
+          connectTimeoutMs: config.connectTimeoutMs,
+          totalTimeoutMs: config.downloadTimeoutMs,
+          maxRedirects: config.maxRedirects,
+          signal,
+        },
+        into,
+      ));
     } catch (error) {
       if (error instanceof FetchFailure) {
         if (error.transient && image.attempts < config.maxAttempts) {
@@ -283,7 +282,7 @@ export function createRunner(deps: RunnerDeps): Runner {
         );
         logger.info({ released: left.length }, 'gave unfinished images back to the queue');
       }
-      await agents.close();
+      await downloads.close();
       inputBuffers.clear();
       running = false;
     },

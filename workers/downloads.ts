@@ -1,0 +1,91 @@
+/**
+ * The download thread (see src/net/downloadThread.ts, its other side): safeFetch for the runner, off
+ * the main thread. The address guard is the main thread's, asked for each hop; the body goes straight
+ * into the shared memory the request names. Connections are kept per origin and checked addresses.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import { BlockedAddressError, type AddressGuard } from '../src/net/addressGuard.ts';
+import {
+  serializeError,
+  serializeFailure,
+  type FetchRequest,
+  type FromDownloadThread,
+  type SerializedError,
+  type ToDownloadThread,
+} from '../src/net/downloadThread.ts';
+import { FetchFailure, createPinnedAgents, safeFetch } from '../src/net/safeFetch.ts';
+
+/** The guard's error as the main thread saw it, so safeFetch maps it as it would have there. */
+function guardError(error: SerializedError): Error {
+  if (error.name === 'BlockedAddressError') return new BlockedAddressError(error.message);
+  return Object.assign(new Error(error.message), error.code === undefined ? {} : { code: error.code });
+}
+
+export function serveDownloads(port: MessagePort): void {
+  const agents = createPinnedAgents();
+  const running = new Map<number, AbortController>();
+  /** The hop each download waits to have checked (one at a time per download). */
+  const checks = new Map<number, { resolve: (addresses: { address: string; family: 4 | 6 }[]) => void; reject: (error: Error) => void }>();
+  const send = (message: FromDownloadThread) => port.postMessage(message);
+
+  port.on('message', (message: ToDownloadThread) => {
+    switch (message.type) {
+      case 'fetch':
+        void download(message);
+        return;
+      case 'abort':
+        running.get(message.id)?.abort();
+        return;
+      case 'resolved': {
+        const check = checks.get(message.id);
+        checks.delete(message.id);
+        if ('error' in message) check?.reject(guardError(message.error));
+        else check?.resolve(message.addresses);
+        return;
+      }
+    }
+  });
+
+  async function download(request: FetchRequest): Promise<void> {
+    const { id } = request;
+    const controller = new AbortController();
+    running.set(id, controller);
+    const guard: AddressGuard = {
+      resolve: (url) =>
+        new Promise((resolve, reject) => {
+          checks.set(id, { resolve, reject });
+          send({ type: 'resolve', id, url: url.href });
+        }),
+    };
+    const into = Buffer.from(request.into.buffer, request.into.byteOffset, request.into.byteLength);
+    let handedOut = false;
+    try {
+      const result = await safeFetch(request.url, {
+        guard,
+        maxBytes: request.maxBytes,
+        connectTimeoutMs: request.connectTimeoutMs,
+        totalTimeoutMs: request.totalTimeoutMs,
+        maxRedirects: request.maxRedirects,
+        signal: controller.signal,
+        agents,
+        // safeFetch asks once, but for a body that outgrew its content-length (then once more, for
+        // the whole): that one is copied into place below.
+        bodyBuffer: (size) => {
+          if (handedOut) return Buffer.from(new ArrayBuffer(size));
+          handedOut = true;
+          return into.subarray(0, size);
+        },
+      });
+      const { body } = result;
+      if (body.length > 0 && (body.buffer !== into.buffer || body.byteOffset !== into.byteOffset)) into.fill(body, 0, body.length);
+      send({ type: 'done', id, status: result.status, headers: result.headers, finalUrl: result.finalUrl, length: body.length });
+    } catch (error) {
+      if (controller.signal.aborted) send({ type: 'aborted', id });
+      else if (error instanceof FetchFailure) send({ type: 'failed', id, failure: serializeFailure(error) });
+      else send({ type: 'error', id, message: serializeError(error).message });
+    } finally {
+      running.delete(id);
+      checks.delete(id);
+    }
+  }
+}
