@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { Agent, request } from 'undici';
 import type { CorpusImage } from './corpus.ts';
+import { SERVER_NODE_FLAGS } from '../src/serverNodeFlags.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -303,8 +304,7 @@ export function intEnv(name: string, fallback: number, min = 1): number {
 /** BENCH_SHORT=1 (or --short): the small run CI uses to prove a benchmark works. */
 export const isShort = process.env.BENCH_SHORT === '1' || process.env.BENCH_SHORT === 'true' || process.argv.includes('--short');
 
-/** The V8 settings of package.json's `start` script (src/start.mjs says why). */
-export const SERVER_NODE_FLAGS = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
+export { SERVER_NODE_FLAGS };
 
 export async function startSqueeze(options: { databaseUrl?: string; name: string; env?: Record<string, string>; nodeArgs?: string[] }): Promise<SqueezeProcess> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), `squeeze-bench-${options.name}-`));

@@ -12,6 +12,7 @@ import { buildApp, type App } from '../../src/app.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { createAddressGuard } from '../../src/net/addressGuard.ts';
 import { openTestDatabase, type TestDatabase } from './database.ts';
+import { freePort } from './processes.ts';
 
 export interface Squeeze {
   app: App;
@@ -24,13 +25,6 @@ export interface Squeeze {
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /**
  * A real Squeeze on a loopback port with its own data directory and database. `allowHosts` are the

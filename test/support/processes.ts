@@ -3,12 +3,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SERVER_NODE_FLAGS } from '../../src/serverNodeFlags.ts';
 
 /** The project root: children run `src/start.mjs` from here, as `npm start` does. */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** The V8 settings of package.json's `start` script (src/start.mjs says why). */
-const SERVER_NODE_FLAGS = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
 
 /** A free TCP port on loopback (released again before it is returned; good enough for tests). */
 export async function freePort(): Promise<number> {

@@ -1,0 +1,5 @@
+/**
+ * The V8 settings the server runs with: package.json's `start` script passes them (a test checks it
+ * does), and tests and benchmarks start their servers with them too. src/start.mjs says why.
+ */
+export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
