@@ -24,6 +24,26 @@ export interface SharedSubscriptionResultsOptions<TContext> {
    * for every other, own for a payload nobody shares.
    */
   observe?(outcome: 'executed' | 'reused' | 'own'): void;
+  /**
+   * The transport's own writer for this subscription, if it has one (see DirectWriter); the args are
+   * the ones the transport gave to the enveloped subscribe.
+   */
+  directWriterOf?(args: ExecutionArgs): DirectWriter | undefined;
+}
+
+/**
+ * A transport that writes a subscriber's messages itself (graphqlWebSocket.ts) can take the shared results
+ * without errors straight from here, past the envelope's per-result hooks: with 1 000 subscribers those
+ * hooks (error masking, the only one this app has, which leaves a result without errors as it is) made
+ * about a dozen promises per (subscriber, event) for nothing. Results with errors, and each subscriber's
+ * own results (its snapshot), still go through every hook to the transport as usual; one subscriber's
+ * results are written one at a time and in order either way, since the next event is pulled only once
+ * the previous result is written. A plugin whose per-result hook changes results WITHOUT errors would be
+ * skipped for shared results: do not give directWriterOf to this plugin in an app that has one.
+ */
+export interface DirectWriter {
+  /** Writes a `next` for the result, then calls written (with the error if the write failed). */
+  write(result: ExecutionResult, written: (error?: Error) => void): void;
 }
 
 /** A result per (operation, variables, context key), for one shared event. */
@@ -56,8 +76,7 @@ export function sharedSubscriptionResultsPlugin<TContext extends object>(options
     return JSON.stringify([text, args.operationName ?? null, args.variableValues ?? null, options.contextKey(args.contextValue as TContext)]);
   };
 
-  const resultFor = (args: ExecutionArgs, key: string, payload: unknown) => {
-    const event = options.sharedEventOf(payload);
+  const resultFor = (args: ExecutionArgs, key: string, payload: unknown, event: object | undefined) => {
     if (!event) {
       options.observe?.('own');
       return execute({ ...args, rootValue: payload });
@@ -84,34 +103,66 @@ export function sharedSubscriptionResultsPlugin<TContext extends object>(options
           return stream;
         }
         const key = operationKey(args);
-        return mapEvents(stream[Symbol.asyncIterator](), (payload) => resultFor(args, key, payload));
+        const writer = options.directWriterOf?.(args);
+        return mapEvents(stream[Symbol.asyncIterator](), (payload) => {
+          const event = options.sharedEventOf(payload);
+          return { result: resultFor(args, key, payload, event), direct: writer && event ? writer : undefined };
+        });
       });
     },
   };
 }
 
-/** Maps a source stream's events to results, one at a time; closing it closes the source. */
-function mapEvents<T, R>(source: AsyncIterator<T>, map: (event: T) => Promise<R> | R): AsyncIterableIterator<R> {
+/**
+ * Maps a source stream's events to results, one at a time; closing it closes the source. A result that
+ * comes with a direct writer and has no errors is written by that writer, and the next event is pulled
+ * once it is written, all inside one pending `next`. Written with callbacks rather than async/await: it
+ * runs once per (subscriber, event), and every async step was another promise and resumption.
+ */
+function mapEvents<T>(
+  source: AsyncIterator<T>,
+  map: (event: T) => { result: Promise<ExecutionResult> | ExecutionResult; direct: DirectWriter | undefined },
+): AsyncIterableIterator<ExecutionResult> {
   const close = async () => {
     await source.return?.();
   };
+  const DONE: IteratorResult<ExecutionResult> = { done: true, value: undefined };
   return {
     [Symbol.asyncIterator]() {
       return this;
     },
-    async next() {
-      const step = await source.next();
-      if (step.done) return { done: true, value: undefined };
-      try {
-        return { done: false, value: await map(step.value) };
-      } catch (error) {
-        await close().catch(() => undefined);
-        throw error;
-      }
+    next() {
+      return new Promise<IteratorResult<ExecutionResult>>((resolve, reject) => {
+        const fail = (error: unknown) => {
+          void close().then(
+            () => reject(error),
+            () => reject(error),
+          );
+        };
+        const pull = () => void source.next().then(onStep, reject);
+        const written = (error?: Error) => (error ? fail(error) : pull());
+        const onStep = (step: IteratorResult<T>) => {
+          if (step.done) return resolve(DONE);
+          let mapped: ReturnType<typeof map>;
+          try {
+            mapped = map(step.value);
+          } catch (error) {
+            return fail(error);
+          }
+          const { result, direct } = mapped;
+          const take = (value: ExecutionResult) => {
+            if (direct && !value.errors) direct.write(value, written);
+            else resolve({ done: false, value });
+          };
+          if (result instanceof Promise) result.then(take, fail);
+          else take(result);
+        };
+        pull();
+      });
     },
     async return() {
       await close();
-      return { done: true, value: undefined };
+      return DONE;
     },
     async throw(error: unknown) {
       await close();

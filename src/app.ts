@@ -21,7 +21,7 @@ import { createRunner, type Runner } from './runner/runner.ts';
 import { createLocalStorage, contentTypeOf, type Storage } from './storage/localStorage.ts';
 import { createWebhookSender } from './webhooks/sender.ts';
 import { handleRest } from './rest/routes.ts';
-import { serveGraphqlWebSocket } from './graphqlWebSocket.ts';
+import { directNextWriterOf, serveGraphqlWebSocket } from './graphqlWebSocket.ts';
 import { serveDashboard } from './dashboard/serve.ts';
 import type { GraphQLContext, Services } from './services.ts';
 import { schema } from '../schema/index.ts';
@@ -164,6 +164,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
         sharedEventOf: sharedProgressEvent,
         contextKey: () => '',
         observe: (outcome) => subscriptionResults[outcome].inc(),
+        // WebSocket subscribers get shared results without errors written straight to their socket. The
+        // only per-result hook in this app is error masking, which leaves those results as they are.
+        directWriterOf: directNextWriterOf,
       }),
     ],
   });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createGraphQLError, createSchema, createYoga, Repeater } from 'graphql-yoga';
-import { sharedSubscriptionResultsPlugin } from '../schema/sharedSubscriptionResults.ts';
+import type { ExecutionArgs, ExecutionResult } from 'graphql';
+import { sharedSubscriptionResultsPlugin, type DirectWriter } from '../schema/sharedSubscriptionResults.ts';
 
 /**
  * A room broadcasts ticks; every subscriber of a tick gets the same `event` object, as every subscriber
@@ -204,5 +205,80 @@ describe('shared subscription results', () => {
     expect(JSON.stringify(engine![2])).toContain('NOT_FOUND');
     expect(JSON.stringify(engine![3])).toContain('String cannot represent');
     expect(engine![3]!.status).toBe(400);
+  });
+
+  it('hands shared results without errors to a direct writer, in order, and the rest to the iterator, masked', async () => {
+    const rooms = createRooms();
+    const writers = new WeakMap<object, DirectWriter>();
+    const yoga = createYoga({
+      schema: rooms.schema,
+      logging: false,
+      plugins: [
+        sharedSubscriptionResultsPlugin({
+          sharedEventOf: (payload) => (payload as { event?: object }).event,
+          contextKey: () => '',
+          directWriterOf: (args) => writers.get(args),
+        }),
+      ],
+    });
+    // What a transport does: one subscription, the writer registered under its args, results read in turn.
+    const { schema, parse, contextFactory, subscribe: envelopedSubscribe } = yoga.getEnveloped({ request: new Request('http://squeeze.test/graphql') });
+    const seen: string[] = [];
+    let failNextWrite: Error | undefined;
+    const open = async (query: string) => {
+      const args: ExecutionArgs = { schema, document: parse(query), variableValues: { room: 'r' }, contextValue: await contextFactory() };
+      writers.set(args, {
+        write(result, written) {
+          seen.push(`written ${JSON.stringify(result)}`);
+          const error = failNextWrite;
+          failNextWrite = undefined;
+          // A slow socket: the next event must wait for this write.
+          setTimeout(() => written(error), 20);
+        },
+      });
+      return (await envelopedSubscribe(args)) as AsyncIterableIterator<ExecutionResult>;
+    };
+    const read = (results: AsyncIterableIterator<ExecutionResult>) =>
+      results.next().then(
+        (step) => seen.push(step.done ? 'done' : `read ${JSON.stringify(step.value)}`),
+        (error: Error) => seen.push(`failed ${error.message}`),
+      );
+    const waitFor = async (count: number) => {
+      for (let i = 0; seen.length < count && i < 200; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(seen).toHaveLength(count);
+    };
+
+    const results = await open(FULL);
+    // The snapshot is this subscriber's own: it comes through the iterator (and every hook).
+    await read(results);
+    expect(seen).toEqual(['read {"data":{"tick":{"n":0,"double":0}}}']);
+    // Shared results are written, one at a time and in order, while one `next` stays pending.
+    const pending = read(results);
+    rooms.broadcast(1);
+    rooms.broadcast(2);
+    await waitFor(3);
+    expect(seen.slice(1)).toEqual(['written {"data":{"tick":{"n":1,"double":2}}}', 'written {"data":{"tick":{"n":2,"double":4}}}']);
+    // A failed write closes the source and fails the pending `next`: with the write's error, masked by the
+    // envelope's error hooks like any error of the stream.
+    failNextWrite = new Error('socket gone');
+    rooms.broadcast(3);
+    await pending;
+    expect(seen.slice(3)).toEqual(['written {"data":{"tick":{"n":3,"double":6}}}', 'failed Unexpected error.']);
+    for (let i = 0; rooms.subscribers() > 0 && i < 100; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(rooms.subscribers()).toBe(0);
+
+    // A shared result with errors goes to the iterator, through the masking hook, never to the writer.
+    seen.length = 0;
+    const failing = await open(FAILING);
+    await read(failing);
+    const next = read(failing);
+    rooms.broadcast(4);
+    await next;
+    expect(seen).toHaveLength(2);
+    expect(seen[1]).toMatch(/^read /);
+    const masked = JSON.parse(seen[1]!.slice('read '.length)) as ExecutionResult;
+    expect(masked.data).toEqual({ tick: { n: 4, boom: null, refused: null } });
+    expect(masked.errors?.map((error) => error.message)).toEqual(['Unexpected error.', 'Refused']);
+    await failing.return?.();
   });
 });

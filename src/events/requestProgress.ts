@@ -6,17 +6,28 @@ import type { Services } from '../services.ts';
 import type { ProgressEvent } from './progressBus.ts';
 
 export interface ProgressUpdate {
-  requestId: string;
-  status: RequestStatus;
-  progress: Progress;
+  readonly requestId: string;
+  readonly status: RequestStatus;
+  readonly progress: Readonly<Progress>;
   /** The image whose change caused this update; null on the first one. */
-  imageId: string | null;
-  version: number;
+  readonly imageId: string | null;
+  readonly version: number;
   /**
    * The NOTIFY this update came from: one object shared by every subscriber of the request, so
    * resolvers can read the image or request once per event instead of once per subscriber.
    */
-  event?: ProgressEvent;
+  readonly event?: ProgressEvent;
+}
+
+/**
+ * One update per NOTIFY, shared by every subscriber it reaches (updates are never changed once made):
+ * with 1 000 subscribers that is 1 000 fewer pairs of objects per event for the collector.
+ */
+const updatesOfEvents = new WeakMap<ProgressEvent, ProgressUpdate>();
+function updateOfEvent(event: ProgressEvent): ProgressUpdate {
+  let update = updatesOfEvents.get(event);
+  if (!update) updatesOfEvents.set(event, (update = updateOf(event, event.imageId)));
+  return update;
 }
 
 function updateOf(source: RequestRow | ProgressEvent, imageId: string | null): ProgressUpdate {
@@ -111,7 +122,7 @@ class ProgressStream implements AsyncIterableIterator<ProgressUpdate> {
     const receive = (update: ProgressUpdate) => (this.#early ? this.#early.push(update) : this.#deliver(update));
     this.#unsubscribe = this.services.bus.subscribe(
       this.requestId,
-      (event) => receive(updateOf(event, event.imageId)),
+      (event) => receive(updateOfEvent(event)),
       () => void this.#readState().then(receive, () => undefined),
     );
     this.#readState().then(
