@@ -288,7 +288,7 @@ describe('safeFetch against loopback servers', () => {
   });
 
   it('a content-length contradicted by chunked framing is a broken response, never a body over the limit', async () => {
-    // undici notices the body outgrowing the declared length before the limit is reached.
+    // Both framings at once is refused outright (RFC 9112 §6.1: it is how responses are smuggled).
     const err = await failure(safeFetch(`http://127.0.0.1:${R}/cl-and-chunked`, opts()));
     expect(err).toMatchObject({ code: 'NETWORK_ERROR', transient: false });
   });

@@ -1,14 +1,15 @@
-import { types } from 'node:util';
 import { Agent, buildConnector, request } from 'undici';
 import { BlockedAddressError, type AddressGuard } from './addressGuard.ts';
+import { Http1Pool, copyInto, http1Get } from './http1.ts';
 
 /**
  * Outbound HTTP for URLs that strangers supply. Every hop (the first URL and each redirect) goes through
- * the AddressGuard, and the connection is made to exactly the addresses the guard checked: an undici
- * Agent whose connector replaces the hostname with the pinned IP (the Host header and TLS SNI /
- * certificate check still use the URL's hostname). No DNS lookup happens after the check. The Agent is
- * a one-off, or, with `agents`, one kept for that origin and exactly that list of checked addresses,
- * so its keep-alive connections only ever lead to addresses that passed the guard.
+ * the AddressGuard, and the connection is made to exactly the addresses the guard checked (the Host
+ * header and TLS SNI / certificate check still use the URL's hostname). No DNS lookup happens after the
+ * check. GETs (downloads) go through http1.ts, which reads a body straight into its buffer; POSTs
+ * (webhooks) through an undici Agent whose connector replaces the hostname with the pinned IP. Either
+ * way the connection is a one-off, or, with `agents`, one kept for that origin and exactly that list of
+ * checked addresses, so kept connections only ever lead to addresses that passed the guard.
  */
 
 export type FetchFailureCode = 'BLOCKED_ADDRESS' | 'DOWNLOAD_TIMEOUT' | 'HTTP_ERROR' | 'NETWORK_ERROR' | 'TOO_LARGE';
@@ -80,7 +81,7 @@ const PERMANENT_NETWORK_CODES = new Set([
   'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
   'UND_ERR_RES_EXCEEDED_MAX_SIZE',
 ]);
-const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'CONNECT_TIMEOUT']);
 
 /** Retry-After as delay-seconds or an HTTP-date; undefined when absent or unreadable. */
 export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
@@ -147,11 +148,14 @@ function pinnedConnector(addresses: { address: string }[], timeoutMs: number): b
 }
 
 const agentFor = Symbol('agentFor');
+const poolFor = Symbol('poolFor');
 
-/** undici Agents kept between calls, each pinned to one origin and the exact addresses checked for it. */
+/** Connections kept between calls, each pinned to one origin and the exact addresses checked for it. */
 export interface PinnedAgents {
-  /** @internal Used by safeFetch: the Agent for these checked addresses, made when missing. */
+  /** @internal Used by safeFetch for POSTs: the undici Agent for these checked addresses, made when missing. */
   [agentFor](url: URL, addresses: { address: string }[], connectTimeoutMs: number): Agent;
+  /** @internal Used by safeFetch for GETs: the kept connections for these checked addresses. */
+  [poolFor](url: URL, addresses: { address: string }[]): Http1Pool;
   /** Closes every kept connection; the next call opens new ones. */
   close(): Promise<void>;
 }
@@ -166,7 +170,22 @@ export interface PinnedAgents {
  */
 export function createPinnedAgents(max = 32): PinnedAgents {
   const agents = new Map<string, Agent>();
+  const pools = new Map<string, Http1Pool>();
   return {
+    [poolFor](url, addresses) {
+      const key = `${url.origin} ${addresses.map((a) => a.address).join(' ')}`;
+      let pool = pools.get(key);
+      if (pool) pools.delete(key);
+      else pool = new Http1Pool();
+      pools.set(key, pool);
+      if (pools.size > max) {
+        const [oldestKey, oldest] = pools.entries().next().value!;
+        pools.delete(oldestKey);
+        // Closes only idle connections: one serving a download is dropped once it is done.
+        oldest.close();
+      }
+      return pool;
+    },
     [agentFor](url, addresses, connectTimeoutMs) {
       const key = `${url.origin} ${addresses.map((a) => a.address).join(' ')} ${connectTimeoutMs}`;
       let agent = agents.get(key);
@@ -182,6 +201,8 @@ export function createPinnedAgents(max = 32): PinnedAgents {
       return agent;
     },
     async close() {
+      for (const pool of pools.values()) pool.close();
+      pools.clear();
       const all = [...agents.values()];
       agents.clear();
       await Promise.all(all.map((agent) => agent.destroy().catch(() => {})));
@@ -263,29 +284,16 @@ async function fetchHops(start: URL, opts: SafeFetchOptions & { acceptAnyStatus?
       throw toFailure(err, current);
     }
 
-    const shared = opts.agents?.[agentFor](current, addresses, opts.connectTimeoutMs);
-    const agent = shared ?? new Agent({ connect: pinnedConnector(addresses, opts.connectTimeoutMs), pipelining: 1 });
-    try {
-      let res;
-      try {
-        res = await request(current, {
-          dispatcher: agent,
-          headersTimeout: opts.totalTimeoutMs,
-          bodyTimeout: opts.totalTimeoutMs,
-          method,
-          headers,
-          body: method === 'POST' ? (body ?? '') : undefined,
-          signal,
-        });
-      } catch (err) {
-        throw toFailure(err, current);
-      }
-      const status = res.statusCode;
-      const resHeaders = flattenHeaders(res.headers);
-      const location = resHeaders['location'];
+    // Which answers are read to the end: a redirect that is followed and an error answer are not.
+    const redirectFollowed = (status: number, resHeaders: Record<string, string>) =>
+      REDIRECT_STATUSES.has(status) && resHeaders['location'] !== undefined && opts.maxRedirects > 0;
+    const wantsBody = (status: number, resHeaders: Record<string, string>) =>
+      !redirectFollowed(status, resHeaders) && ((status >= 200 && status < 300) || opts.acceptAnyStatus === true);
 
-      if (REDIRECT_STATUSES.has(status) && location !== undefined && opts.maxRedirects > 0) {
-        discard(res.body);
+    const hop = method === 'GET' ? await getHop(current, addresses, headers, opts, signal, wantsBody) : await postHop(current, addresses, headers, body, opts, signal);
+    try {
+      const { status, headers: resHeaders } = hop;
+      if (redirectFollowed(status, resHeaders)) {
         if (redirects >= opts.maxRedirects) {
           throw new FetchFailure('HTTP_ERROR', `too many redirects (more than ${opts.maxRedirects}) from ${start.href}`, {
             transient: false,
@@ -294,7 +302,7 @@ async function fetchHops(start: URL, opts: SafeFetchOptions & { acceptAnyStatus?
         }
         let next: URL;
         try {
-          next = new URL(location, current);
+          next = new URL(resHeaders['location']!, current);
         } catch (err) {
           throw new FetchFailure('HTTP_ERROR', `${current.href} redirects to an invalid location`, {
             transient: false,
@@ -313,9 +321,7 @@ async function fetchHops(start: URL, opts: SafeFetchOptions & { acceptAnyStatus?
         continue;
       }
 
-      const ok = status >= 200 && status < 300;
-      if (!ok && !opts.acceptAnyStatus) {
-        discard(res.body);
+      if (!wantsBody(status, resHeaders)) {
         const retryAfterMs = parseRetryAfter(resHeaders['retry-after']);
         throw new FetchFailure('HTTP_ERROR', `${current.href} answered HTTP ${status}`, {
           transient: status === 408 || status === 429 || status >= 500,
@@ -323,13 +329,96 @@ async function fetchHops(start: URL, opts: SafeFetchOptions & { acceptAnyStatus?
           ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
         });
       }
-
-      const data = await readLimited(res.body, resHeaders['content-length'], opts.maxBytes, current, opts.bodyBuffer ?? newBuffer);
-      return { status, headers: resHeaders, body: data, finalUrl: current.href };
+      return { status, headers: resHeaders, body: await hop.body(), finalUrl: current.href };
     } finally {
-      if (!shared) agent.destroy().catch(() => {});
+      hop.done();
     }
   }
+}
+
+/** One hop's answer, whichever client got it: its body read on demand, and its connection let go by done. */
+interface Hop {
+  status: number;
+  headers: Record<string, string>;
+  body(): Promise<Buffer>;
+  done(): void;
+}
+
+/** A GET through http1.ts: the body is read (into opts.bodyBuffer) with the head when wantsBody says so. */
+async function getHop(
+  url: URL,
+  addresses: { address: string }[],
+  headers: Record<string, string>,
+  opts: SafeFetchOptions,
+  signal: AbortSignal,
+  wantsBody: (status: number, headers: Record<string, string>) => boolean,
+): Promise<Hop> {
+  try {
+    const response = await http1Get({
+      url,
+      addresses,
+      headers,
+      connectTimeoutMs: opts.connectTimeoutMs,
+      signal,
+      wantsBody: (head) => wantsBody(head.status, head.headers),
+      maxBytes: opts.maxBytes,
+      tooLarge: () => tooLarge(url, opts.maxBytes),
+      bodyBuffer: opts.bodyBuffer ?? newBuffer,
+      ...(opts.agents ? { pool: opts.agents[poolFor](url, addresses) } : {}),
+    });
+    return { status: response.status, headers: response.headers, body: async () => response.body!, done: () => undefined };
+  } catch (err) {
+    throw toFailure(err, url);
+  }
+}
+
+/** A POST (webhooks) through undici, on a kept or one-off Agent pinned to the checked addresses. */
+async function postHop(
+  url: URL,
+  addresses: { address: string }[],
+  headers: Record<string, string>,
+  body: string | Buffer | undefined,
+  opts: SafeFetchOptions,
+  signal: AbortSignal,
+): Promise<Hop> {
+  const shared = opts.agents?.[agentFor](url, addresses, opts.connectTimeoutMs);
+  const agent = shared ?? new Agent({ connect: pinnedConnector(addresses, opts.connectTimeoutMs), pipelining: 1 });
+  const release = () => {
+    if (!shared) agent.destroy().catch(() => {});
+  };
+  let res;
+  try {
+    res = await request(url, {
+      dispatcher: agent,
+      headersTimeout: opts.totalTimeoutMs,
+      bodyTimeout: opts.totalTimeoutMs,
+      method: 'POST',
+      headers,
+      body: body ?? '',
+      signal,
+    });
+  } catch (err) {
+    release();
+    throw toFailure(err, url);
+  }
+  const resHeaders = flattenHeaders(res.headers);
+  let read = false;
+  return {
+    status: res.statusCode,
+    headers: resHeaders,
+    body: () => {
+      read = true;
+      return readLimited(res.body, resHeaders['content-length'], opts.maxBytes, url, opts.bodyBuffer ?? newBuffer);
+    },
+    done: () => {
+      if (!read) discard(res.body);
+      release();
+    },
+  };
+}
+
+function tooLarge(url: URL, maxBytes: number): FetchFailure {
+  return new FetchFailure('TOO_LARGE', `${url.href} is larger than the limit of ${maxBytes} bytes`, { transient: false });
 }
 
 interface BodyStream extends AsyncIterable<Buffer> {
@@ -355,12 +444,10 @@ async function readLimited(
   url: URL,
   bodyBuffer: (size: number) => Buffer,
 ): Promise<Buffer> {
-  const tooLarge = (): FetchFailure =>
-    new FetchFailure('TOO_LARGE', `${url.href} is larger than the limit of ${maxBytes} bytes`, { transient: false });
 
   if (contentLength !== undefined && /^\d+$/.test(contentLength.trim()) && Number(contentLength) > maxBytes) {
     discard(stream);
-    throw tooLarge();
+    throw tooLarge(url, maxBytes);
   }
   // With a trustworthy length, bytes go straight into one buffer of that size (no chunk list, no
   // concat copy).
@@ -373,10 +460,10 @@ async function readLimited(
     for await (const chunk of stream) {
       if (total + chunk.length > maxBytes) {
         discard(stream);
-        throw tooLarge();
+        throw tooLarge(url, maxBytes);
       }
       if (whole && chunks.length === 0 && filled + chunk.length <= whole.length) {
-        copyBytes(whole, chunk, filled);
+        copyInto(whole, chunk, filled);
         filled += chunk.length;
       } else chunks.push(chunk);
       total += chunk.length;
@@ -389,25 +476,12 @@ async function readLimited(
   const body = bodyBuffer(total);
   let at = 0;
   if (whole) {
-    copyBytes(body, whole.subarray(0, filled), 0);
+    copyInto(body, whole.subarray(0, filled), 0);
     at = filled;
   }
   for (const chunk of chunks) {
-    copyBytes(body, chunk, at);
+    copyInto(body, chunk, at);
     at += chunk.length;
   }
   return body;
-}
-
-/**
- * `target.set(source, at)`, fast into shared memory too. V8 copies into a SharedArrayBuffer with
- * relaxed atomic stores, a word at a time at best and byte by byte when source and target are not
- * equally aligned (undici's chunks start anywhere): measured here, 1.0–1.6 ms per 3 MB against 0.09 ms
- * for an ArrayBuffer. Buffer#fill with a value exactly as long as the range is one native memcpy
- * (0.11 ms per 3 MB); nothing else touches these bytes meanwhile.
- */
-function copyBytes(target: Buffer, source: Uint8Array, at: number): void {
-  if (source.length === 0) return;
-  if (types.isSharedArrayBuffer(target.buffer)) target.fill(source, at, at + source.length);
-  else target.set(source, at);
 }

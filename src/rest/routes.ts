@@ -105,31 +105,38 @@ async function upload(services: Services, req: IncomingMessage, res: ServerRespo
     if (form.csvPath) await rm(form.csvPath, { force: true });
     return send(res, 400, { error: `Malformed multipart form: ${(error as Error).message}` });
   }
+  // The spooled file is removed before the answer goes out: a client that sees the answer sees it gone.
+  let answer: [status: number, body: unknown];
   try {
-    if (form.tooLarge) {
-      return send(res, 413, { error: `CSV file is larger than the limit of ${config.maxCsvBytes} bytes (MAX_CSV_BYTES)` });
-    }
-    if (!form.csvPath) return send(res, 400, { error: 'No CSV file provided' });
-    const webhookUrl = form.fields.webhook_url?.trim() || null;
-    if (await checkWebhookUrl(webhookUrl, services.guard)) return send(res, 400, { error: 'Invalid webhook_url' });
-    const autoStart = !['false', '0', 'no', 'off'].includes((form.fields.auto_start ?? 'true').trim().toLowerCase());
-    const result = await ingestCsv(services, {
-      source: createReadStream(form.csvPath),
-      webhookUrl,
-      options: { quality: 50, format: 'JPEG' },
-      autoStart,
-      origin: 'rest',
-    });
-    if (!result.ok) {
-      if (result.reason === 'tooLarge') return send(res, 413, { error: result.message });
-      return send(res, 400, { error: 'Invalid CSV format', problems: result.problems });
-    }
-    if (autoStart) services.workQueued();
-    services.logger.info({ requestId: result.request.id, images: result.request.total }, 'request uploaded (REST)');
-    return send(res, 202, { request_id: result.request.id });
+    answer = await answerUpload(services, config, form);
   } finally {
     if (form.csvPath) await rm(form.csvPath, { force: true });
   }
+  return send(res, ...answer);
+}
+
+async function answerUpload(services: Services, config: Services['config'], form: UploadForm): Promise<[status: number, body: unknown]> {
+  if (form.tooLarge) {
+    return [413, { error: `CSV file is larger than the limit of ${config.maxCsvBytes} bytes (MAX_CSV_BYTES)` }];
+  }
+  if (!form.csvPath) return [400, { error: 'No CSV file provided' }];
+  const webhookUrl = form.fields.webhook_url?.trim() || null;
+  if (await checkWebhookUrl(webhookUrl, services.guard)) return [400, { error: 'Invalid webhook_url' }];
+  const autoStart = !['false', '0', 'no', 'off'].includes((form.fields.auto_start ?? 'true').trim().toLowerCase());
+  const result = await ingestCsv(services, {
+    source: createReadStream(form.csvPath),
+    webhookUrl,
+    options: { quality: 50, format: 'JPEG' },
+    autoStart,
+    origin: 'rest',
+  });
+  if (!result.ok) {
+    if (result.reason === 'tooLarge') return [413, { error: result.message }];
+    return [400, { error: 'Invalid CSV format', problems: result.problems }];
+  }
+  if (autoStart) services.workQueued();
+  services.logger.info({ requestId: result.request.id, images: result.request.total }, 'request uploaded (REST)');
+  return [202, { request_id: result.request.id }];
 }
 
 function readForm(req: IncomingMessage, tmpDir: string, maxBytes: number, form: UploadForm): Promise<void> {
