@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -9,6 +9,7 @@ import { pngBomb } from './support/harness.ts';
 import {
   createCompressionPool,
   createCompressionPoolWithWorker,
+  OutputWriteError,
   outputContentType,
   outputExtension,
   type CompressionPool,
@@ -63,6 +64,33 @@ describe('compression pool', () => {
 
   afterAll(async () => {
     await pool.close();
+  });
+
+  it('writes the output to a file itself when asked: the same bytes, its folder made, nothing half-written left', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'squeeze-pool-out-'));
+    try {
+      const target = path.join(root, 'requests', 'r1', 'i1.jpg');
+      const written = await pool.compressToFile(ownBuffer(plainJpeg), { quality: 50, format: 'JPEG' }, target);
+      if (!written.ok) throw new Error(written.message);
+      const inMemory = expectOk(await pool.compress(ownBuffer(plainJpeg), { quality: 50, format: 'JPEG' }));
+      const file = readFileSync(target);
+      expect(written).toMatchObject({ bytes: file.length, width: 1600, height: 1200, format: 'jpeg', inputFormat: 'jpeg' });
+      expect(Buffer.compare(file, inMemory.data)).toBe(0);
+      expect(readdirSync(path.dirname(target))).toEqual(['i1.jpg']);
+
+      // A bad image is the image's failure, and writes nothing.
+      const bad = await pool.compressToFile(Buffer.from('not an image at all'), { quality: 50, format: 'JPEG' }, path.join(root, 'bad.jpg'));
+      expect(bad).toMatchObject({ ok: false, code: 'UNSUPPORTED_FORMAT' });
+      // A write that cannot happen (a file where the folder should be) is the disk's: it rejects, naming the path.
+      writeFileSync(path.join(root, 'blocked'), 'a file');
+      const blocked = path.join(root, 'blocked', 'i2.jpg');
+      const failure = await pool.compressToFile(ownBuffer(plainJpeg), { quality: 50, format: 'JPEG' }, blocked).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(OutputWriteError);
+      expect((failure as OutputWriteError).message).toContain(blocked);
+      expect(readdirSync(root).sort()).toEqual(['blocked', 'requests']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('is ready once a trivial task round-trips', async () => {

@@ -17,9 +17,24 @@ export interface CompressionOptions {
   maxHeight?: number | null;
 }
 export type CompressFailureCode = 'UNSUPPORTED_FORMAT' | 'TOO_MANY_PIXELS' | 'DECODE_ERROR';
+export type CompressFailure = { ok: false; code: CompressFailureCode; message: string };
 export type CompressResult =
   | { ok: true; data: Buffer; width: number; height: number; format: 'jpeg' | 'webp' | 'avif' | 'png'; inputFormat: string }
-  | { ok: false; code: CompressFailureCode; message: string };
+  | CompressFailure;
+export type CompressToFileResult =
+  | { ok: true; bytes: number; width: number; height: number; format: 'jpeg' | 'webp' | 'avif' | 'png'; inputFormat: string }
+  | CompressFailure;
+
+/** The worker compressed the image but could not write it: the disk's fault, not the image's. */
+export class OutputWriteError extends Error {
+  override name = 'OutputWriteError';
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
 
 export interface CompressionPool {
   /**
@@ -29,6 +44,12 @@ export interface CompressionPool {
    * for invalid options or a closed pool. When the queue is full it waits for room.
    */
   compress(input: Buffer, options: CompressionOptions): Promise<CompressResult>;
+  /**
+   * The same, but the worker thread writes the output to `outputPath` itself (beside it, then renamed
+   * over it; its folder made when missing), so the bytes never come back. Rejects with OutputWriteError
+   * when the write fails.
+   */
+  compressToFile(input: Buffer, options: CompressionOptions, outputPath: string): Promise<CompressToFileResult>;
   readonly threads: number;
   /** Tasks running plus queued. */
   readonly pending: number;
@@ -50,6 +71,11 @@ export interface CompressionPoolOptions {
 const OUTPUT_FORMATS: readonly OutputFormat[] = ['JPEG', 'WEBP', 'AVIF', 'PNG'];
 
 const EXTENSIONS = { jpeg: 'jpg', webp: 'webp', avif: 'avif', png: 'png' } as const;
+
+/** The encoding an output in this format comes out in (the result's `format`). */
+export function encodedFormat(format: OutputFormat): 'jpeg' | 'webp' | 'avif' | 'png' {
+  return format.toLowerCase() as 'jpeg' | 'webp' | 'avif' | 'png';
+}
 
 /** File extension and content type for an output format. */
 export function outputExtension(format: 'jpeg' | 'webp' | 'avif' | 'png'): string {
@@ -187,6 +213,26 @@ class PiscinaCompressionPool implements CompressionPool {
   }
 
   async compress(input: Buffer, options: CompressionOptions): Promise<CompressResult> {
+    const result = await this.#run(input, options, undefined);
+    if (!result.ok) return result as CompressFailure;
+    if (!('data' in result)) throw new Error('the worker wrote a file it was not asked for');
+    const { data } = result;
+    // A Buffer view of the transferred ArrayBuffer: no copy.
+    return { ...result, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+  }
+
+  async compressToFile(input: Buffer, options: CompressionOptions, outputPath: string): Promise<CompressToFileResult> {
+    const result = await this.#run(input, options, outputPath);
+    if (!result.ok) {
+      if ('writeFailed' in result) throw new OutputWriteError(result.writeFailed, result.errorCode);
+      return result;
+    }
+    if (!('written' in result)) throw new Error('the worker sent the output back instead of writing it');
+    const { written, ...rest } = result;
+    return { ...rest, bytes: written };
+  }
+
+  async #run(input: Buffer, options: CompressionOptions, outputPath: string | undefined): Promise<WorkerResult> {
     if (!(input instanceof Uint8Array)) throw new TypeError('input must be a Buffer');
     validateOptions(options);
     if (this.#closed) throw new PoolClosedError();
@@ -205,11 +251,12 @@ class PiscinaCompressionPool implements CompressionPool {
         input: bytes,
         options: { quality: options.quality, format: options.format, maxWidth: options.maxWidth ?? null, maxHeight: options.maxHeight ?? null },
         maxPixels: this.#maxPixels,
+        ...(outputPath !== undefined ? { outputPath } : {}),
       };
-      let result: WorkerResult;
       try {
-        result = (await this.#piscina.run(task, { transferList })) as WorkerResult;
+        const result = (await this.#piscina.run(task, { transferList })) as WorkerResult;
         this.#lastRoundTrip = Date.now();
+        return result;
       } catch (error) {
         // The thread died under the task (Piscina starts a new one), workers cannot start at all,
         // or the pool is shutting down.
@@ -219,10 +266,6 @@ class PiscinaCompressionPool implements CompressionPool {
         const message = error instanceof Error ? error.message : String(error);
         return { ok: false, code: 'DECODE_ERROR', message: `The image could not be processed: the worker failed (${message})` };
       }
-      if (!result.ok) return result;
-      const { data } = result;
-      // A Buffer view of the transferred ArrayBuffer: no copy.
-      return { ...result, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
     } finally {
       this.#release();
     }

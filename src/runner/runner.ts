@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
-import type { CompressionPool } from '../compress/compressionPool.ts';
-import { outputExtension } from '../compress/compressionPool.ts';
+import type { CompressionPool, CompressToFileResult } from '../compress/compressionPool.ts';
+import { encodedFormat, outputExtension } from '../compress/compressionPool.ts';
 import { createInputBuffers } from '../compress/inputBuffers.ts';
 import type { Database } from '../db/client.ts';
 import { claimImages, extendLeases, releaseExpiredLeases, releaseImages, type ClaimedImage } from '../db/images.ts';
@@ -37,6 +37,12 @@ export interface Runner {
 }
 
 const IDLE_POLL_MS = 1_000;
+/**
+ * How long the download buffers outlive the last image. Dropped at once, the next request made them
+ * again: 8 × MAX_IMAGE_BYTES of new shared memory, which V8 counts as external memory of the main
+ * thread's heap (three extra full mark-compacts in a bench run), and fresh pages the kernel zeroes.
+ */
+const KEEP_IDLE_BUFFERS_MS = 30_000;
 const SWEEP_INTERVAL_MS = 5_000;
 
 /** Exponential backoff with full jitter: 1 s, 2 s, 4 s … capped at 5 min, each times a random factor in [0.5, 1). */
@@ -72,6 +78,8 @@ export function createRunner(deps: RunnerDeps): Runner {
   // A wake that came while the loop was busy (claiming) is kept, so the next sleep returns at once.
   let woken = false;
   let loopDone: Promise<void> | undefined;
+  /** When the last in-flight image settled, while none is. */
+  let idleSince: number | undefined;
   const timers: NodeJS.Timeout[] = [];
   const settled = new Set<Promise<void>>();
 
@@ -114,8 +122,10 @@ export function createRunner(deps: RunnerDeps): Runner {
         continue;
       }
       for (const image of claimed) track(image);
-      // Nothing to do: the download buffers are not needed until work comes again.
-      if (inFlight.size === 0) inputBuffers.clear();
+      // Nothing to do: the download buffers are not needed until work comes again, if it does not soon.
+      if (inFlight.size === 0) idleSince ??= Date.now();
+      else idleSince = undefined;
+      if (idleSince !== undefined && Date.now() - idleSince >= KEEP_IDLE_BUFFERS_MS) inputBuffers.clear();
       if (claimed.length < room) await sleep(IDLE_POLL_MS);
     }
   }
@@ -219,18 +229,27 @@ export function createRunner(deps: RunnerDeps): Runner {
       maxWidth: image.options.maxWidth ?? null,
       maxHeight: image.options.maxHeight ?? null,
     };
+    // The key depends only on the image: a retried or re-run image overwrites its earlier output.
+    const outputKey = `requests/${image.requestId}/${image.id}.${outputExtension(encodedFormat(options.format))}`;
     const compressTimer = deps.metrics?.compressSeconds.startTimer();
-    const result = await pool.compress(body, options);
+    // A folder of this machine is written by the compression thread itself (see compressImage.ts);
+    // other storages get the bytes here.
+    const localPath = storage.localPath?.(outputKey);
+    let result: CompressToFileResult;
+    if (localPath !== undefined) {
+      result = await pool.compressToFile(body, options, localPath);
+    } else {
+      const compressed = await pool.compress(body, options);
+      if (compressed.ok) await storage.write(outputKey, compressed.data);
+      result = compressed.ok ? { ...compressed, bytes: compressed.data.byteLength } : compressed;
+    }
     compressTimer?.();
     if (!result.ok) return { kind: 'failed', code: result.code, message: result.message, inputBytes };
-    // The key depends only on the image: a retried or re-run image overwrites its earlier output.
-    const outputKey = `requests/${image.requestId}/${image.id}.${outputExtension(result.format)}`;
-    await storage.write(outputKey, result.data);
     return {
       kind: 'done',
       outputKey,
       inputBytes,
-      outputBytes: result.data.byteLength,
+      outputBytes: result.bytes,
       width: result.width,
       height: result.height,
       format: result.format,

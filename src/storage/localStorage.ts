@@ -7,6 +7,11 @@ import { randomBytes } from 'node:crypto';
 /** Where outputs live. Keys are relative paths like `requests/<id>/<image>.jpg`; the same key always overwrites. */
 export interface Storage {
   write(key: string, data: Buffer | string): Promise<void>;
+  /**
+   * The file a key is kept in, when the storage is a folder of this machine: other threads of this
+   * process may then write it themselves (beside it, then renamed over it, as write does).
+   */
+  localPath?(key: string): string;
   /** A readable stream and size, or undefined when the key has no file. */
   open(key: string): Promise<{ stream: Readable; size: number } | undefined>;
   /** The absolute URL clients fetch the key from. */
@@ -30,6 +35,7 @@ export function createLocalStorage(root: string, publicUrl: string): Storage {
   // Directories already made by this process: one mkdir per request folder, not one per image.
   const made = new Set<string>();
   return {
+    localPath: filePath,
     async write(key, data) {
       const target = filePath(key);
       const dir = path.dirname(target);
