@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { Agent, request } from 'undici';
 import type { CorpusImage } from './corpus.ts';
-import { SERVER_NODE_FLAGS } from '../src/serverNodeFlags.ts';
+import { SERVER_ENV, SERVER_NODE_FLAGS } from '../src/serverNodeFlags.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -279,7 +279,7 @@ export function squeezeEnv(port: number, dataDir: string, databaseUrl: string | 
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
   delete env.DATABASE_URL;
   delete env.NODE_OPTIONS;
-  return Object.assign(env, {
+  return Object.assign(env, SERVER_ENV, {
     PORT: String(port),
     HOST: '127.0.0.1',
     DATA_DIR: dataDir,

@@ -22,17 +22,18 @@ logger.info(
 );
 
 let stopping = false;
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping: finishing in-flight images, then closing');
-    app.stop().then(
-      () => process.exit(0),
-      (error) => {
-        logger.error({ err: error }, 'stopping failed');
-        process.exit(1);
-      },
-    );
-  });
+function stop(reason: string) {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ reason }, 'stopping: finishing in-flight images, then closing');
+  app.stop().then(
+    () => process.exit(0),
+    (error) => {
+      logger.error({ err: error }, 'stopping failed');
+      process.exit(1);
+    },
+  );
 }
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => stop(signal));
+// Started by src/start.mjs as its child (see there): the channel closes when that process is gone.
+if (process.send) process.on('disconnect', () => stop('the process that started this one is gone'));

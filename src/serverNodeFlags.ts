@@ -3,3 +3,9 @@
  * does), and tests and benchmarks start their servers with them too. src/start.mjs says why.
  */
 export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
+
+/**
+ * What `npm start` adds to the server's environment (src/start.mjs starts the server again with it
+ * when it is missing, on Linux with glibc); tests and benchmarks start their servers with it too.
+ */
+export const SERVER_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };

@@ -1,11 +1,83 @@
-/** `npm start` runs the server with the V8 settings tests and benchmarks also start it with. */
-import { readFileSync } from 'node:fs';
+/** `npm start` runs the server with the V8 settings and environment tests and benchmarks also start it with. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SERVER_NODE_FLAGS } from '../src/serverNodeFlags.ts';
+import { SERVER_ENV, SERVER_NODE_FLAGS } from '../src/serverNodeFlags.ts';
+import { freePort } from './support/processes.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+/** Still running (a zombie, exited but not yet reaped by whoever adopted it, counts as gone). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+const glibc = process.platform === 'linux' && Boolean((process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime);
+
+async function until<T>(what: string, check: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** `node <flags> src/start.mjs` as a user runs it: no MALLOC_ARENA_MAX of its own. */
+async function startAsUser() {
+  const port = await freePort();
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'squeeze-start-'));
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn' };
+  delete env.MALLOC_ARENA_MAX;
+  delete env.DATABASE_URL;
+  const parent = spawn(process.execPath, [...SERVER_NODE_FLAGS, 'src/start.mjs'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  parent.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  parent.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => parent.once('exit', (code) => resolve(code)));
+  await until(`the server on port ${port} (${output})`, () =>
+    fetch(`http://127.0.0.1:${port}/healthz`).then(
+      (response) => (response.ok ? true : undefined),
+      () => undefined,
+    ),
+  );
+  const childPid = Number(readFileSync(`/proc/${parent.pid}/task/${parent.pid}/children`, 'utf8').trim().split(' ')[0]);
+  return { parent, childPid, exited, cleanup: () => rmSync(dataDir, { recursive: true, force: true }) };
+}
 
 describe('npm start', () => {
   it('passes the server V8 settings and runs src/start.mjs', () => {
     const { scripts } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> };
     expect(scripts.start).toContain(`node ${SERVER_NODE_FLAGS.join(' ')} src/start.mjs`);
+  });
+
+  it.skipIf(!glibc)('runs the server with MALLOC_ARENA_MAX set, stops it on SIGTERM with exit code 0, and never leaves it behind', { timeout: 90_000 }, async () => {
+    const first = await startAsUser();
+    try {
+      const environ = readFileSync(`/proc/${first.childPid}/environ`, 'utf8').split('\0');
+      expect(environ).toContain(`MALLOC_ARENA_MAX=${SERVER_ENV.MALLOC_ARENA_MAX}`);
+      first.parent.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+      expect(running(first.childPid)).toBe(false);
+    } finally {
+      first.cleanup();
+    }
+
+    // Killed outright, the parent cannot pass anything on: the server notices it is gone and stops.
+    const second = await startAsUser();
+    try {
+      second.parent.kill('SIGKILL');
+      await until('the orphaned server to stop', () => (running(second.childPid) ? undefined : true), 20_000);
+    } finally {
+      if (running(second.childPid)) process.kill(second.childPid, 'SIGKILL');
+      second.cleanup();
+    }
   });
 });

@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SERVER_NODE_FLAGS } from '../../src/serverNodeFlags.ts';
+import { SERVER_ENV, SERVER_NODE_FLAGS } from '../../src/serverNodeFlags.ts';
 
 /** The project root: children run `src/start.mjs` from here, as `npm start` does. */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -47,7 +47,7 @@ export async function spawnSqueeze(name: string, env: Record<string, string>, re
   const port = await freePort();
   const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, 'src/start.mjs'], {
     cwd: ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, ...SERVER_ENV, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
