@@ -71,6 +71,8 @@ const settings = {
   // The same setting the server reads: WORKER_THREADS, default os.availableParallelism().
   threads: loadConfig({ WORKER_THREADS: process.env.WORKER_THREADS }).workerThreads,
   maxPixels: loadConfig({}).maxImagePixels,
+  // glibc's arenas, for this process (the limit) and the servers alike (`npm run bench` sets 2, as npm start does).
+  mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? null,
 };
 
 /** What the runner passes to the pool for a request uploaded without options (JPEG, quality 50). */
@@ -787,7 +789,9 @@ const machine = {
 const durationSeconds = round((performance.now() - benchStarted) / 1000, 1);
 
 const header = `Squeeze bench${short ? ' (short)' : ''} — ${machine.cores} cores (${machine.cpuModel}), ${machine.totalMemoryGb} GB, node ${machine.node}, sharp ${machine.sharp} / libvips ${machine.libvips}, commit ${gitCommit}`;
-const corpusLine = `corpus: ${corpus.length} images × ${settings.repeat} = ${jobs.length} per request, ${megapixels.toFixed(0)} MP, ${(inputBytes / 1e6).toFixed(0)} MB; JPEG q50; ${corpusSource}`;
+const corpusLine =
+  `corpus: ${corpus.length} images × ${settings.repeat} = ${jobs.length} per request, ${megapixels.toFixed(0)} MP, ${(inputBytes / 1e6).toFixed(0)} MB; JPEG q50; ${corpusSource}; ` +
+  `MALLOC_ARENA_MAX ${settings.mallocArenaMax ?? 'unset'} for the limit and the servers`;
 const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length), ['measure', 'figure', 'goal', ''][i]!.length));
 const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
 console.log('');

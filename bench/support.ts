@@ -275,11 +275,13 @@ process.on('exit', () => {
 
 /** The environment of a benchmarked server: this process's, less its database and Node options, plus the bench's settings. */
 export function squeezeEnv(port: number, dataDir: string, databaseUrl: string | undefined, extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = {};
+  // npm start's environment, unless this process sets otherwise (the limit runs in this process: the two
+  // are measured with the same allocator settings).
+  const env: Record<string, string> = { ...SERVER_ENV };
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
   delete env.DATABASE_URL;
   delete env.NODE_OPTIONS;
-  return Object.assign(env, SERVER_ENV, {
+  return Object.assign(env, {
     PORT: String(port),
     HOST: '127.0.0.1',
     DATA_DIR: dataDir,
