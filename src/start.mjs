@@ -27,9 +27,10 @@
 // buffers, freed in one arena and wanted in another, come back as fresh pages the kernel must zero.
 // Measured with `npm run bench`'s photos (186 images, Postgres, 2 threads, alternating runs): page faults
 // 846–855 k → 546–587 k and 2–3 % less CPU per image; the server's peak RSS while compressing them
-// 1 090 → 552–630 MB (PGlite: 1 763 → 1 174–1 186 MB). The variable is read when the
-// process starts, so when it is missing this file starts the server again as a child with it set,
-// forwards signals to it and exits as it does; the child stops if this process goes away.
+// 1 090 → 552–630 MB (PGlite: 1 763 → 1 174–1 186 MB). The variable is read when the process starts:
+// `npm start` sets it (a user's own value wins); started another way without it (`node src/start.mjs`
+// in a container), this file starts the server again as a child with it set, forwards signals to it
+// and exits as it does; the child stops if this process goes away.
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
