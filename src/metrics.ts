@@ -26,7 +26,7 @@ export function createMetrics() {
     }),
     compressSeconds: new Histogram({
       name: 'squeeze_compress_seconds',
-      help: 'Compression time in the pool, queue wait included',
+      help: 'Compression time in the pool, queue wait and writing the output included',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),

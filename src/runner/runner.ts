@@ -39,8 +39,9 @@ export interface Runner {
 const IDLE_POLL_MS = 1_000;
 /**
  * How long the download buffers outlive the last image. Dropped at once, the next request made them
- * again: 8 × MAX_IMAGE_BYTES of new shared memory, which V8 counts as external memory of the main
- * thread's heap (three extra full mark-compacts in a bench run), and fresh pages the kernel zeroes.
+ * again (new shared memory of MAX_IMAGE_BYTES each, which V8 counts as external memory of the main
+ * thread's heap, and fresh pages the kernel zeroes): in the bench, 8 made during the timed request
+ * after its warm-up request; 4 with them kept.
  */
 const KEEP_IDLE_BUFFERS_MS = 30_000;
 const SWEEP_INTERVAL_MS = 5_000;
