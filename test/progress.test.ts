@@ -4,6 +4,7 @@ import { MessageType, stringifyMessage } from 'graphql-ws';
 import WebSocket from 'ws';
 import { collectSubscription, eventually, photoJpeg, startImageServer, startSqueeze, uploadCsv, type LoopbackServer, type Squeeze } from './support/harness.ts';
 import { openTestDatabase, type TestDatabase } from './support/database.ts';
+import { publishProgress, type ProgressEvent } from '../src/events/progressBus.ts';
 import { requestProgress, type ProgressUpdate } from '../src/events/requestProgress.ts';
 
 const FOLLOW = `subscription($id: ID!) { requestProgress(requestId: $id) { status progress { total done failed pending } image { id status } } }`;
@@ -188,6 +189,35 @@ describe('live progress', () => {
     await expect(unknown.next()).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect(bus.subscriberCount('01a20fb6-af80-7000-8fa8-000000000000')).toBe(0);
     expect((await unknown.next()).done).toBe(true);
+  });
+
+  it('sends the update it held back before the final state, not instead of it', async () => {
+    const upload = await uploadCsv(squeeze.url, csvOf(images, 2), { autoStart: false });
+    const id: string = upload.body.data.uploadCsv.request.id;
+    const { bus, database } = squeeze.app.services;
+    // A window so long that nothing held back goes out on its own during the test.
+    const updates = requestProgress(squeeze.app.services, id, 60_000);
+    const snapshot = (await updates.next()).value as ProgressUpdate;
+    const arrived: ProgressEvent[] = [];
+    const unsubscribe = bus.subscribe(id, (event) => arrived.push(event));
+    try {
+      // Three changes while the consumer is busy elsewhere (not asking): the second replaces the first,
+      // the third is the end.
+      const base = { requestId: id, total: 2, failed: 0, cancelled: 0 };
+      const v = snapshot.version;
+      await publishProgress(database.db, { ...base, imageId: null, status: 'PROCESSING', version: v + 1, done: 0 });
+      await publishProgress(database.db, { ...base, imageId: 'first', status: 'PROCESSING', version: v + 2, done: 1 });
+      await publishProgress(database.db, { ...base, imageId: 'second', status: 'COMPLETED', version: v + 3, done: 2 });
+      await eventually(async () => arrived.length === 3);
+      const rest: [number, string | null][] = [];
+      for await (const update of updates) rest.push([update.version, update.imageId]);
+      expect(rest).toEqual([
+        [v + 2, 'first'],
+        [v + 3, 'second'],
+      ]);
+    } finally {
+      unsubscribe();
+    }
   });
 
   it('coalesces updates for a subscriber that falls behind, but always sends the final state', async () => {

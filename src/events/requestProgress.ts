@@ -77,7 +77,7 @@ class ProgressStream implements AsyncIterableIterator<ProgressUpdate> {
   // Coalescing under load: while a subscriber is not waiting for its next update (a slow client, a full
   // socket), newer updates replace each other and the latest goes out once it asks, at most one per
   // coalesceMs. A subscriber that keeps up gets every update at once. The final state is never held
-  // back or replaced.
+  // back or replaced, and the update held when it comes goes out just before it.
   #lastSentAt = 0;
   #held: ProgressUpdate | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -148,7 +148,12 @@ class ProgressStream implements AsyncIterableIterator<ProgressUpdate> {
   #deliver(update: ProgressUpdate) {
     if (this.#stopped || update.version <= this.#version) return;
     this.#version = update.version;
-    if (hasEnded(update.status)) return this.#send(update);
+    if (hasEnded(update.status)) {
+      // What was held back goes out before the end rather than being replaced by it: otherwise a
+      // small request whose last images finish together showed one of them never (done 1, 2, then 4).
+      if (this.#held) this.#send(this.#held);
+      return this.#send(update);
+    }
     if (this.#waiting.length) this.#send(update);
     else this.#held = update;
   }
