@@ -33,8 +33,8 @@ interface EnvelopedRoot {
  * messages: set neither here without moving them into nextWriter.
  *
  * With the direct writes (bench:progress, 1 000 subscribers × 300 images, quiet machine): main-thread
- * CPU per delivery 22.9 → 17.1 µs in profiled runs, 15.1 µs unprofiled, where the kernel's loopback
- * write is about 10 µs; the delay p99 went from 87–143 ms (three runs) to 58 and 66 ms (two runs).
+ * CPU per delivery 22.9 → 17.1 µs in profiled runs, 15–18 µs unprofiled, where the kernel's loopback
+ * write is about 10 µs; the delay p99 went from 87–143 ms (three runs) to 58–94 ms (eleven runs).
  */
 export function serveGraphqlWebSocket(
   wss: WebSocketServer,
