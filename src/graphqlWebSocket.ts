@@ -33,7 +33,7 @@ interface EnvelopedRoot {
  * messages: set neither here without moving them into nextWriter.
  *
  * With the direct writes (bench:progress, 1 000 subscribers × 300 images, quiet machine): main-thread
- * CPU per delivery 22.9 → 17.1 µs in profiled runs, 15–18 µs unprofiled, where the kernel's loopback
+ * CPU per delivery 22.9 → 17.1 µs in profiled runs, 14–18 µs unprofiled, where the kernel's loopback
  * write is about 10 µs; the delay p99 went from 87–143 ms (three runs) to 58–94 ms (eleven runs).
  */
 export function serveGraphqlWebSocket(
