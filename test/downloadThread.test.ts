@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAddressGuard, type Resolver } from '../src/net/addressGuard.ts';
 import { createDownloadThread, type DownloadOptions, type DownloadThread } from '../src/net/downloadThread.ts';
-import { FetchFailure } from '../src/net/safeFetch.ts';
+import { failure } from './support/fetchFailure.ts';
 
 // Loopback only: the image server listens on 127.0.0.1; every other URL is refused by the guard
 // before any connection, or names a host that only the injected resolver knows.
@@ -54,15 +54,6 @@ afterAll(async () => {
   trap.closeAllConnections();
   trap.close();
 });
-
-async function failure(promise: Promise<unknown>): Promise<FetchFailure> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(FetchFailure);
-  return error as FetchFailure;
-}
 
 describe('the download thread', () => {
   it('downloads into the shared memory it was handed, following redirects', async () => {

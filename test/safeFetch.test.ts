@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createAddressGuard, type AddressGuard, type Resolver } from '../src/net/addressGuard.ts';
 import { FetchFailure, createPinnedAgents, parseRetryAfter, safeFetch, type SafeFetchOptions } from '../src/net/safeFetch.ts';
+import { failure } from './support/fetchFailure.ts';
 
 // Loopback only: every server here listens on 127.0.0.0/8 (or ::1), and every URL either points at one of
 // them or is refused by the guard before any connection. No test performs a real DNS query: the only
@@ -200,15 +201,6 @@ afterAll(() => {
 
 function opts(over: Partial<SafeFetchOptions> = {}): SafeFetchOptions {
   return { guard, maxBytes: MB, connectTimeoutMs: 2000, totalTimeoutMs: 5000, maxRedirects: 3, ...over };
-}
-
-async function failure(promise: Promise<unknown>): Promise<FetchFailure> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(FetchFailure);
-  return err as FetchFailure;
 }
 
 function trapHits(): number {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SERVER_ENV, SERVER_NODE_FLAGS } from '../src/serverNodeFlags.ts';
+import { eventually } from './support/harness.ts';
 import { freePort } from './support/processes.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -20,16 +21,6 @@ function running(pid: number): boolean {
 
 const glibc = process.platform === 'linux' && Boolean((process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime);
 
-async function until<T>(what: string, check: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 /** `node <flags> src/start.mjs` as a user runs it: no MALLOC_ARENA_MAX of its own. */
 async function startAsUser() {
   const port = await freePort();
@@ -42,12 +33,14 @@ async function startAsUser() {
   parent.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   parent.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => parent.once('exit', (code) => resolve(code)));
-  await until(`the server on port ${port} (${output})`, () =>
+  await eventually(() =>
     fetch(`http://127.0.0.1:${port}/healthz`).then(
-      (response) => (response.ok ? true : undefined),
-      () => undefined,
+      (response) => response.ok,
+      () => false,
     ),
-  );
+  ).catch((error: Error) => {
+    throw new Error(`the server on port ${port} did not answer: ${error.message}\n${output}`);
+  });
   const childPid = Number(readFileSync(`/proc/${parent.pid}/task/${parent.pid}/children`, 'utf8').trim().split(' ')[0]);
   return { parent, childPid, exited, cleanup: () => rmSync(dataDir, { recursive: true, force: true }) };
 }
@@ -76,7 +69,7 @@ describe('npm start', () => {
     const second = await startAsUser();
     try {
       second.parent.kill('SIGKILL');
-      await until('the orphaned server to stop', () => (running(second.childPid) ? undefined : true), 20_000);
+      await eventually(async () => !running(second.childPid), 20_000);
     } finally {
       if (running(second.childPid)) process.kill(second.childPid, 'SIGKILL');
       second.cleanup();
