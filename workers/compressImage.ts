@@ -6,12 +6,12 @@
  *
  * Loaded through tsx's CommonJS hook inside the worker (see STACK-NOTES), so no top-level await here.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { Piscina, transferableSymbol, valueSymbol } from 'piscina';
 import type { CompressFailureCode, CompressionOptions } from '../src/compress/compressionPool.ts';
+import { temporaryPathFor } from '../src/storage/localStorage.ts';
 
 /**
  * One libvips thread per pool thread: the pool itself is sized to the cores. (Process-wide setting;
@@ -331,7 +331,7 @@ export async function compressImage(task: CompressTask): Promise<WorkerResult> {
  * Synchronous: this thread has nothing else to do meanwhile.
  */
 function writeOutput(target: string, data: Uint8Array): { ok: false; writeFailed: string; errorCode?: string } | undefined {
-  const temp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
+  const temp = temporaryPathFor(target);
   try {
     try {
       writeFileSync(temp, data);

@@ -20,6 +20,14 @@ export interface Storage {
   sweepTemporaryFiles(maxAgeMs: number): Promise<number>;
 }
 
+/**
+ * Where a file is written before it is renamed over `target`: beside it, so the rename stays on one
+ * file system; sweepTemporaryFiles finds what a killed writer left by the `.tmp` ending.
+ */
+export function temporaryPathFor(target: string): string {
+  return `${target}.${randomBytes(6).toString('hex')}.tmp`;
+}
+
 const KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/;
 
 export function isValidKey(key: string): boolean {
@@ -44,7 +52,7 @@ export function createLocalStorage(root: string, publicUrl: string): Storage {
         made.add(dir);
       }
       // Write beside the target and rename: a reader never sees half a file, and a re-run replaces it whole.
-      const temp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
+      const temp = temporaryPathFor(target);
       try {
         await writeFile(temp, data);
       } catch (error) {
