@@ -5,7 +5,8 @@
  *           the worker the server uses), same options, same thread count: images/s
  *   e2e     a fresh Squeeze child process (PGlite, then Postgres) downloads and compresses them from a
  *           loopback server: images/s from upload to COMPLETED; ratio = e2e ÷ limit (the limit passes
- *           run just before and after each e2e run, so a busy neighbour on the machine hits both)
+ *           run just before and after each e2e run, so a busy neighbour on the machine hits both);
+ *           both sides warm: each has compressed every image once first (see warmAllIndexes)
  *   status  p50/p99 of the `request(id)` query from 50 looping clients while a request is processing
  *   ingest  100 000 rows × 3 URLs, autoStart false: upload → request id, with the server's peak RSS
  *
@@ -111,7 +112,20 @@ log(
     `× ${settings.repeat} = ${jobs.length} images per request, ${megapixels.toFixed(0)} MP, ${(inputBytes / 1e6).toFixed(0)} MB`,
 );
 
-/** A few small images, enough for every thread to run twice: warms threads, sharp and the database path. */
+/**
+ * Both sides are measured warm, as a server that has been running a while is: every image of the
+ * corpus once through the limit's process, and once through each server, before anything is timed.
+ * The first big images a process compresses find glibc's allocator not yet grown to them (its
+ * thresholds adapt as large blocks are freed), so libvips gets fresh pages the kernel must fault in
+ * and zero. Measured: the bench's first limit pass, cold, 3 443–4 390 page faults per image and
+ * 23.7–26.4 images/s, the passes after it 1 745–2 176 and 26.6–27.4; a server warmed with four small
+ * images 2 757–3 418 faults per image on Postgres, with the whole corpus 2 195. Warming only the
+ * servers' threads had compared a cold server with a warm limit (and the PGlite run with one cold
+ * limit pass and one warm one).
+ */
+const warmAllIndexes = corpus.map((_image, index) => index);
+
+/** A few small images, enough for every thread of a new pool to run twice: loads sharp in each thread. */
 const warmIndexes = corpus
   .map((image, index) => ({ index, megapixels: image.megapixels }))
   .sort((a, b) => a.megapixels - b.megapixels)
@@ -147,6 +161,20 @@ interface LimitPass {
 /** The share of all cores that processes other than ours kept busy during a window. */
 function othersShare(machineBusySeconds: number, oursSeconds: number, wallSeconds: number): number {
   return round(Math.max(0, machineBusySeconds - oursSeconds) / (os.availableParallelism() * wallSeconds), 3);
+}
+
+/** Every image of the corpus once through a pool of this process, untimed: see warmAllIndexes. */
+async function warmLimitProcess(): Promise<void> {
+  const started = performance.now();
+  const pool = createCompressionPool({ threads: settings.threads, maxPixels: settings.maxPixels });
+  try {
+    const results = await Promise.all(warmAllIndexes.map((index) => pool.compress(Buffer.from(corpus[index]!.bytes), OPTIONS)));
+    const failed = results.filter((result) => !result.ok);
+    if (failed.length > 0) throw new Error(`limit warm-up: ${failed.length} images failed: ${JSON.stringify(failed[0])}`);
+  } finally {
+    await pool.close();
+  }
+  log(`  limit warm-up: ${warmAllIndexes.length} images in ${((performance.now() - started) / 1000).toFixed(1)} s (not timed)`);
 }
 
 async function measureLimit(label: string): Promise<LimitPass> {
@@ -429,9 +457,10 @@ async function endToEnd(kind: 'pglite' | 'postgres', images: ImageServer): Promi
     server = await startSqueeze({ name: `e2e-${kind}`, databaseUrl: database?.url, nodeArgs: inspectArgs });
     const startupSeconds = (performance.now() - startClock) / 1000;
 
-    // Warm-up request: the limit is measured warm, so is Squeeze (threads, sharp, first queries).
+    // Warm-up request, every image once: the limit is measured warm, so is Squeeze (threads, sharp,
+    // the allocator, first queries). See warmAllIndexes.
     const warmClock = performance.now();
-    const warm = await uploadCsv(server.base, csvOf(images, warmIndexes.map((index) => ({ index, tag: 'warm' }))), { autoStart: true });
+    const warm = await uploadCsv(server.base, csvOf(images, warmAllIndexes.map((index) => ({ index, tag: 'warm' }))), { autoStart: true });
     const warmEnd = await waitForEnd(server.base, warm.id, 120_000);
     if (warmEnd.state.status !== 'COMPLETED') {
       throw new Error(`warm-up request ended ${warmEnd.state.status}: ${JSON.stringify(warmEnd.state.progress)}; ${await imageErrors(server.base, warm.id)}\n${server.output()}`);
@@ -660,6 +689,7 @@ try {
     const passes = [a, b].filter((p): p is LimitPass => p !== undefined);
     return passes.length ? passes.reduce((sum, p) => sum + p.imagesPerSecond, 0) / passes.length : undefined;
   };
+  await phase('limit warm-up', warmLimitProcess);
   const l1 = await addLimit('1');
   const pglite = await phase('e2e pglite', () => endToEnd('pglite', images));
   const l2 = await addLimit('2');
