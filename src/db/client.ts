@@ -18,11 +18,50 @@ export interface Database {
   driver: 'pglite' | 'postgres';
   /** Runs a raw statement and returns its rows the same way on both drivers. */
   rows<T = Record<string, unknown>>(query: SQL, on?: Queryable): Promise<T[]>;
+  /** Runs a statement of the hot path (see PreparedStatement) outside any transaction; returns its rows. */
+  run<T = Record<string, unknown>>(statement: PreparedStatement, values: readonly PreparedValue[]): Promise<T[]>;
   /** Calls `onMessage` for every NOTIFY on `channel`; `onReconnect` after a lost listen connection came back. */
   listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>;
   /** True when the database answers a trivial query. */
   ping(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/**
+ * A statement run for every image (claiming, recording), written once with `$1`, `$2` … placeholders,
+ * prepared once per connection and then sent as its name and values only: it is parsed and planned
+ * once, not at every call. postgres.js prepares every statement anyway (`prepare: true`); PGlite parses
+ * and plans each query again, in WebAssembly on the main thread, so there it is PREPARE once and then
+ * EXECUTE with the values as literals. Measured on PGlite (in memory, 200 calls): claiming 2 images
+ * 1.03–1.64 ms of CPU a call as a query, 0.37 ms prepared; `select 1` costs 0.24 ms either way.
+ */
+export interface PreparedStatement {
+  /** An SQL identifier, unique among the statements. */
+  readonly name: string;
+  readonly text: string;
+}
+
+export type PreparedValue = string | number | boolean | null;
+
+export function preparedStatement(name: string, text: string): PreparedStatement {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`Invalid prepared statement name: ${name}`);
+  return { name, text };
+}
+
+/**
+ * A value as an SQL literal, for PGlite's EXECUTE (which takes no bound parameters): an escape-string
+ * literal (E'…', quotes and backslashes doubled) reads the same whatever standard_conforming_strings is;
+ * its type comes from the prepared statement's parameter.
+ */
+export function sqlLiteral(value: PreparedValue): string {
+  if (value === null) return 'null';
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new Error(`Cannot send ${value} to the database`);
+    return String(value);
+  }
+  if (value.includes('\0')) throw new Error('Cannot send a text with a NUL character to the database');
+  return `E'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
 const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../drizzle');
@@ -56,9 +95,22 @@ async function openPglite(dir: string | undefined): Promise<Database> {
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   await migratePglite(db as never, { migrationsFolder });
   let closed = false;
+  // One session: each statement is prepared once, by whoever runs it first.
+  const prepared = new Map<string, Promise<unknown>>();
   return {
     db,
     driver: 'pglite',
+    async run<T>(statement: PreparedStatement, values: readonly PreparedValue[]) {
+      let ready = prepared.get(statement.name);
+      if (!ready) {
+        ready = client.exec(`prepare ${statement.name} as ${statement.text}`);
+        prepared.set(statement.name, ready);
+        ready.catch(() => prepared.delete(statement.name));
+      }
+      await ready;
+      const result = await client.query<T>(`execute ${statement.name}(${values.map(sqlLiteral).join(', ')})`);
+      return result.rows;
+    },
     async rows<T>(query: SQL, on: Queryable = db) {
       const result = (await on.execute(query)) as unknown as { rows: T[] };
       return result.rows;
@@ -110,6 +162,10 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
   return {
     db,
     driver: 'postgres',
+    async run<T>(statement: PreparedStatement, values: readonly PreparedValue[]) {
+      // postgres.js names and prepares it on each connection the first time, by its text.
+      return (await client.unsafe(statement.text, values as PreparedValue[], { prepare: true })) as unknown as T[];
+    },
     async rows<T>(query: SQL, on: Queryable = db) {
       return (await on.execute(query)) as unknown as T[];
     },

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import type { Database, Queryable } from './client.ts';
+import { preparedStatement, type Database, type Queryable } from './client.ts';
 
 export interface ClaimedImage {
   id: string;
@@ -22,27 +22,31 @@ export interface ClaimedImage {
  * each run returns other rows, so one claim took far more than `limit` images (8 or 12 for a limit of 4).
  * A materialized CTE runs exactly once.
  */
+const CLAIM = preparedStatement(
+  'squeeze_claim_images',
+  `with picked as materialized (
+      select id from images
+      where status = 'PENDING' and next_attempt_at is not null and next_attempt_at <= now()
+      order by next_attempt_at, id
+      limit $2::int
+      for update skip locked),
+    claimed as (
+      update images set status = 'PROCESSING', locked_by = $1::text,
+        locked_until = now() + make_interval(secs => $3::float8), attempts = images.attempts + 1
+      from picked
+      where images.id = picked.id and images.status = 'PENDING'
+      returning images.id, images.request_id, images.input_url, images.attempts)
+    select claimed.*, requests.options from claimed join requests on requests.id = claimed.request_id`,
+);
+
 export async function claimImages(database: Database, workerId: string, limit: number, leaseMs: number): Promise<ClaimedImage[]> {
-  const rows = await database.rows<{
+  const rows = await database.run<{
     id: string;
     request_id: string;
     input_url: string;
     attempts: number;
     options: ClaimedImage['options'] | string;
-  }>(sql`
-    with picked as materialized (
-      select id from images
-      where status = 'PENDING' and next_attempt_at is not null and next_attempt_at <= now()
-      order by next_attempt_at, id
-      limit ${limit}
-      for update skip locked),
-    claimed as (
-      update images set status = 'PROCESSING', locked_by = ${workerId},
-        locked_until = now() + make_interval(secs => ${leaseMs / 1000}), attempts = images.attempts + 1
-      from picked
-      where images.id = picked.id and images.status = 'PENDING'
-      returning images.id, images.request_id, images.input_url, images.attempts)
-    select claimed.*, requests.options from claimed join requests on requests.id = claimed.request_id`);
+  }>(CLAIM, [workerId, limit, leaseMs / 1000]);
   return rows.map((row) => ({
     id: row.id,
     requestId: row.request_id,

@@ -1,6 +1,6 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { images, requests, type RequestRow } from '../../drizzle/schema.ts';
-import type { Database, Queryable } from '../db/client.ts';
+import { preparedStatement, type Database, type Queryable } from '../db/client.ts';
 import { ServiceError } from '../errors.ts';
 import { notifyProgressSql, publishProgress, PROGRESS_CHANNEL } from '../events/progressBus.ts';
 import { writeRequestOutputs } from '../output/requestOutputs.ts';
@@ -82,22 +82,44 @@ async function finishImageInOneStatement(
   imageId: string,
   outcome: Exclude<ImageOutcome, { kind: 'retry' }>,
 ): Promise<FinishResult | undefined> {
-  const done = outcome.kind === 'done';
+  const rows =
+    outcome.kind === 'done'
+      ? await database.run(FINISH_DONE, [
+          imageId,
+          workerId,
+          outcome.inputBytes,
+          outcome.outputBytes,
+          outcome.outputKey,
+          outcome.width,
+          outcome.height,
+          outcome.format,
+        ])
+      : await database.run(FINISH_FAILED, [imageId, workerId, outcome.code, outcome.message, outcome.inputBytes ?? null]);
+  if (rows.length === 0) return undefined;
+  return { recorded: true, status: outcome.kind === 'done' ? 'DONE' : 'FAILED' };
+}
+
+/**
+ * finishImageInOneStatement's statement, for a done image ($3 input bytes, $4 output bytes) or a failed
+ * one ($3 error code, $4 message, $5 input bytes): $1 the image, $2 the worker holding its lease.
+ */
+function finishStatement(kind: 'done' | 'failed') {
+  const done = kind === 'done';
   const imageFields = done
-    ? sql`status = 'DONE', error_code = null, error_message = null, output_key = ${outcome.outputKey},
-        input_bytes = ${outcome.inputBytes}, output_bytes = ${outcome.outputBytes}, width = ${outcome.width},
-        height = ${outcome.height}, format = ${outcome.format}`
-    : sql`status = 'FAILED', error_code = ${outcome.code}, error_message = ${outcome.message}, input_bytes = ${outcome.inputBytes ?? null}`;
-  const rows = await database.rows<{ notified: string }>(sql`
-    with target as (
+    ? `status = 'DONE', error_code = null, error_message = null, input_bytes = $3::int, output_bytes = $4::int,
+        output_key = $5::text, width = $6::int, height = $7::int, format = $8::text`
+    : `status = 'FAILED', error_code = $3::text, error_message = $4::text, input_bytes = $5::int`;
+  return preparedStatement(
+    `squeeze_finish_${kind}`,
+    `with target as (
       select id, request_id from images
-      where id = ${imageId} and locked_by = ${workerId} and status = 'PROCESSING'
+      where id = $1::uuid and locked_by = $2::text and status = 'PROCESSING'
       for update
     ), counted as (
       update requests r set
         done = r.done + ${done ? 1 : 0}, failed = r.failed + ${done ? 0 : 1},
-        input_bytes = r.input_bytes + ${done ? outcome.inputBytes : 0},
-        output_bytes = r.output_bytes + ${done ? outcome.outputBytes : 0},
+        input_bytes = r.input_bytes + ${done ? '$3::bigint' : 0},
+        output_bytes = r.output_bytes + ${done ? '$4::bigint' : 0},
         version = r.version + 1
       from target
       where r.id = target.request_id and r.status = 'PROCESSING' and r.done + r.failed + r.cancelled + 1 < r.total
@@ -107,13 +129,14 @@ async function finishImageInOneStatement(
       where id = (select id from target) and exists (select 1 from counted)
       returning id
     )
-    select pg_notify(${PROGRESS_CHANNEL}, json_build_object(
+    select pg_notify('${PROGRESS_CHANNEL}', json_build_object(
       'requestId', c.id, 'imageId', f.id, 'status', c.status, 'version', c.version,
       'total', c.total, 'done', c.done, 'failed', c.failed, 'cancelled', c.cancelled)::text)::text as notified
-    from counted c, finished f`);
-  if (rows.length === 0) return undefined;
-  return { recorded: true, status: done ? 'DONE' : 'FAILED' };
+    from counted c, finished f`,
+  );
 }
+const FINISH_DONE = finishStatement('done');
+const FINISH_FAILED = finishStatement('failed');
 
 async function finishImageInTransaction(deps: LifecycleDeps, workerId: string, imageId: string, outcome: ImageOutcome): Promise<FinishResult> {
   const { database } = deps;
