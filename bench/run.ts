@@ -40,6 +40,7 @@ import {
   percentile,
   postgresBackendCpu,
   procStatus,
+  removeKeptData,
   processCpu,
   round,
   sampleRss,
@@ -570,7 +571,7 @@ async function endToEnd(kind: 'pglite' | 'postgres', images: ImageServer): Promi
     result.warnings = childWarnings(server);
     return result;
   } finally {
-    await server?.stop();
+    await server?.stop({ keepData: true });
     await database?.drop();
   }
 }
@@ -650,7 +651,7 @@ async function ingest(kind: 'pglite' | 'postgres', csv: string): Promise<Ingest>
     );
     return result;
   } finally {
-    await server?.stop();
+    await server?.stop({ keepData: true });
     await database?.drop();
   }
 }
@@ -717,6 +718,7 @@ try {
   ingests.pglite = await phase('ingest pglite', () => ingest('pglite', csv));
 } finally {
   await images.close();
+  await removeKeptData();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -265,12 +265,30 @@ export interface SqueezeProcess {
   dataDir: string;
   /** The child's stdout and stderr so far (warnings and errors: it runs with LOG_LEVEL=warn). */
   output(): string;
-  stop(): Promise<void>;
+  /** Stops the child; its data folder is removed now, or by removeKeptData when `keepData` (see there). */
+  stop(options?: { keepData?: boolean }): Promise<void>;
+}
+
+/**
+ * Data folders of stopped servers, left until the timed runs are over. Deleting a server's folder
+ * (PGlite's files and the outputs: about 1 500 files) just before the next server starts made that
+ * server's file creation slow on this machine's ext4, which has no journal: creating an inode then
+ * skips every recently deleted one, checking each on disk. Each output's open took 0.9 ms of the
+ * compression thread's CPU in the Postgres run after the PGlite one; a file took 12 µs to create on
+ * tmpfs and 150–400 µs here within minutes of other deletions. Deleting is the bench's doing, not the
+ * server's, so it waits for the end.
+ */
+const keptData = new Set<string>();
+
+export async function removeKeptData(): Promise<void> {
+  for (const dir of keptData) await rm(dir, { recursive: true, force: true });
+  keptData.clear();
 }
 
 const children = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const child of children) if (child.exitCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
+  for (const dir of keptData) rmSync(dir, { recursive: true, force: true });
 });
 
 /** The environment of a benchmarked server: this process's, less its database and Node options, plus the bench's settings. */
@@ -346,7 +364,7 @@ export async function startSqueeze(options: { databaseUrl?: string; name: string
     pid: child.pid!,
     dataDir,
     output: () => output,
-    async stop() {
+    async stop(options = {}) {
       if (child.exitCode === null) {
         child.kill('SIGTERM');
         const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
@@ -354,7 +372,8 @@ export async function startSqueeze(options: { databaseUrl?: string; name: string
         clearTimeout(timer);
       }
       children.delete(child);
-      await rm(dataDir, { recursive: true, force: true });
+      if (options.keepData) keptData.add(dataDir);
+      else await rm(dataDir, { recursive: true, force: true });
     },
   };
 }
