@@ -100,8 +100,9 @@ async function finishImageInOneStatement(
 }
 
 /**
- * finishImageInOneStatement's statement, for a done image ($3 input bytes, $4 output bytes) or a failed
- * one ($3 error code, $4 message, $5 input bytes): $1 the image, $2 the worker holding its lease.
+ * finishImageInOneStatement's statement. $1 the image, $2 the worker holding its lease; then for a done
+ * image $3 input bytes, $4 output bytes, $5 output key, $6 width, $7 height, $8 format; for a failed
+ * one $3 error code, $4 message, $5 input bytes (or null).
  */
 function finishStatement(kind: 'done' | 'failed') {
   const done = kind === 'done';
