@@ -26,7 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
-import { createCompressionPool, type CompressionOptions } from '../src/compress/compressionPool.ts';
+import { createCompressionPool, type CompressionOptions, type CompressResult } from '../src/compress/compressionPool.ts';
 import { loadConfig } from '../src/config.ts';
 import { defaultSpecs, folderCorpus, generatedCorpus, type CorpusImage } from './corpus.ts';
 import { Profiler, saveProfile, summarise } from './profile.ts';
@@ -164,14 +164,18 @@ function othersShare(machineBusySeconds: number, oursSeconds: number, wallSecond
   return round(Math.max(0, machineBusySeconds - oursSeconds) / (os.availableParallelism() * wallSeconds), 3);
 }
 
+/** Fails the run, naming how many and the first, when an image did not compress. */
+function expectAllCompressed(results: readonly CompressResult[], what: string): void {
+  const failed = results.filter((result) => !result.ok);
+  if (failed.length > 0) throw new Error(`${what}: ${failed.length} images failed: ${JSON.stringify(failed[0])}`);
+}
+
 /** Every image of the corpus once through a pool of this process, untimed: see warmAllIndexes. */
 async function warmLimitProcess(): Promise<void> {
   const started = performance.now();
   const pool = createCompressionPool({ threads: settings.threads, maxPixels: settings.maxPixels });
   try {
-    const results = await Promise.all(warmAllIndexes.map((index) => pool.compress(Buffer.from(corpus[index]!.bytes), OPTIONS)));
-    const failed = results.filter((result) => !result.ok);
-    if (failed.length > 0) throw new Error(`limit warm-up: ${failed.length} images failed: ${JSON.stringify(failed[0])}`);
+    expectAllCompressed(await Promise.all(warmAllIndexes.map((index) => pool.compress(Buffer.from(corpus[index]!.bytes), OPTIONS))), 'limit warm-up');
   } finally {
     await pool.close();
   }
@@ -198,8 +202,7 @@ async function measureLimit(label: string): Promise<LimitPass> {
     const threadsAfter = processCpu(process.pid);
     const byThreadName: Record<string, number> = {};
     for (const [name, value] of Object.entries(threadsAfter.byName)) byThreadName[name] = round(value - (threadsBefore.byName[name] ?? 0));
-    const failed = results.filter((result) => !result.ok);
-    if (failed.length > 0) throw new Error(`limit: ${failed.length} images failed: ${JSON.stringify(failed[0])}`);
+    expectAllCompressed(results, 'limit');
     const outputBytes = results.reduce((sum, result) => sum + (result.ok ? result.data.byteLength : 0), 0);
     const pass = {
       seconds,
