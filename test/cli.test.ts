@@ -211,8 +211,14 @@ describe('the squeeze CLI', () => {
   });
 
   it('exits 5 when the server cannot be reached', async () => {
-    const port = await freePort();
-    const run = await squeezeCli(['status', '01a20f51-84b2-7000-ae6c-12e77ee957a8'], { SQUEEZE_SERVER: `http://127.0.0.1:${port}` });
+    // freePort's port is free when chosen, but a server of another test file (they run in parallel)
+    // may take it before the CLI connects: once, one with API_KEYS answered instead. Then choose again.
+    let port = await freePort();
+    let run = await squeezeCli(['status', '01a20f51-84b2-7000-ae6c-12e77ee957a8'], { SQUEEZE_SERVER: `http://127.0.0.1:${port}` });
+    for (let attempt = 0; attempt < 3 && !run.stderr.includes('ECONNREFUSED'); attempt++) {
+      port = await freePort();
+      run = await squeezeCli(['status', '01a20f51-84b2-7000-ae6c-12e77ee957a8'], { SQUEEZE_SERVER: `http://127.0.0.1:${port}` });
+    }
     expectExit(run, 5);
     expect(run.stderr).toContain(`cannot reach the Squeeze server at http://127.0.0.1:${port} (ECONNREFUSED)`);
     // --server wins over the environment.
