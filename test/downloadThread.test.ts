@@ -3,7 +3,9 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAddressGuard, type Resolver } from '../src/net/addressGuard.ts';
-import { createDownloadThread, type DownloadOptions, type DownloadThread } from '../src/net/downloadThread.ts';
+import { MessageChannel } from 'node:worker_threads';
+import { createDownloadThread, type DownloadOptions, type DownloadThread, type FromDownloadThread } from '../src/net/downloadThread.ts';
+import { CHECKED_ADDRESSES_MS, serveDownloads } from '../workers/downloads.ts';
 import { failure } from './support/fetchFailure.ts';
 
 // Loopback only: the image server listens on 127.0.0.1; every other URL is refused by the guard
@@ -106,5 +108,47 @@ describe('the download thread', () => {
     await expect(stalled).rejects.toThrow(/closed|stopped/);
     expect((await other.fetch(`${base}/image.jpg`, options(), shared())).body.equals(IMAGE)).toBe(true);
     await other.close();
+  });
+
+  it("asks the main thread's guard once per origin for a while, and again for a refused host every time", async () => {
+    // The thread's own side (workers/downloads.ts) over a channel, with a clock of the test's.
+    let clock = 1_000_000;
+    const channel = new MessageChannel();
+    serveDownloads(channel.port1, () => clock);
+    const port = (server.address() as AddressInfo).port;
+    const asked: string[] = [];
+    const answers = new Map<number, (message: FromDownloadThread) => void>();
+    channel.port2.on('message', (message: FromDownloadThread) => {
+      if (message.type !== 'resolve') return answers.get(message.id)?.(message);
+      asked.push(message.url);
+      // The guard: this test's image server is allowed, every other host refused.
+      if (new URL(message.url).port === String(port)) channel.port2.postMessage({ type: 'resolved', id: message.id, addresses: [{ address: '127.0.0.1', family: 4 }] });
+      else channel.port2.postMessage({ type: 'resolved', id: message.id, error: { name: 'BlockedAddressError', message: `${message.url} is refused` } });
+    });
+    let nextId = 0;
+    const fetchOnce = (url: string) =>
+      new Promise<FromDownloadThread>((resolve) => {
+        const id = ++nextId;
+        answers.set(id, resolve);
+        channel.port2.postMessage({ type: 'fetch', id, url, ...options(), into: shared() });
+      });
+    try {
+      for (let i = 0; i < 3; i++) expect(await fetchOnce(`${base}/image.jpg`)).toMatchObject({ type: 'done', status: 200, length: IMAGE.length });
+      // A redirect to the same origin needs no new answer either.
+      expect(await fetchOnce(`${base}/moved`)).toMatchObject({ type: 'done', finalUrl: `${base}/image.jpg` });
+      expect(asked).toEqual([`${base}/image.jpg`]);
+
+      const refused = `http://127.0.0.1:${(trap.address() as AddressInfo).port}/`;
+      for (let i = 0; i < 2; i++) expect(await fetchOnce(refused)).toMatchObject({ type: 'failed', failure: { code: 'BLOCKED_ADDRESS' } });
+      expect(asked.filter((url) => url === refused)).toHaveLength(2);
+
+      // Once the answer is old, the guard is asked again (a hostname that moved is followed).
+      clock += CHECKED_ADDRESSES_MS + 1;
+      expect(await fetchOnce(`${base}/image.jpg`)).toMatchObject({ type: 'done' });
+      expect(asked.filter((url) => url.startsWith(base))).toHaveLength(2);
+    } finally {
+      channel.port1.close();
+      channel.port2.close();
+    }
   });
 });

@@ -21,8 +21,20 @@ function guardError(error: SerializedError): Error {
   return Object.assign(new Error(error.message), error.code === undefined ? {} : { code: error.code });
 }
 
-export function serveDownloads(port: MessagePort): void {
+/**
+ * How long the guard's answer for an origin is used again without asking the main thread. A photo
+ * catalogue's images mostly come from one or a few hosts: asking for each image meant a DNS lookup
+ * (getaddrinfo, on libuv's pool) and two more thread wake-ups per image. Only addresses that passed
+ * the guard are kept, so a connection still only ever goes to a checked address; a hostname that
+ * moves is followed within this time, as a resolver's cache would. Refusals are never kept.
+ */
+export const CHECKED_ADDRESSES_MS = 30_000;
+const MAX_CHECKED_ORIGINS = 1_000;
+
+export function serveDownloads(port: MessagePort, now: () => number = Date.now): void {
   const agents = createPinnedAgents();
+  /** The guard's answers by origin (scheme, hostname and port: what the guard's answer depends on). */
+  const checkedAddresses = new Map<string, { addresses: { address: string; family: 4 | 6 }[]; until: number }>();
   const running = new Map<number, AbortController>();
   /** The hop each download waits to have checked (one at a time per download). */
   const checks = new Map<number, { resolve: (addresses: { address: string; family: 4 | 6 }[]) => void; reject: (error: Error) => void }>();
@@ -51,11 +63,20 @@ export function serveDownloads(port: MessagePort): void {
     const controller = new AbortController();
     running.set(id, controller);
     const guard: AddressGuard = {
-      resolve: (url) =>
-        new Promise((resolve, reject) => {
+      resolve: async (url) => {
+        const origin = `${url.protocol}//${url.host}`;
+        const kept = checkedAddresses.get(origin);
+        if (kept && kept.until > now()) return kept.addresses;
+        const addresses = await new Promise<{ address: string; family: 4 | 6 }[]>((resolve, reject) => {
           checks.set(id, { resolve, reject });
           send({ type: 'resolve', id, url: url.href });
-        }),
+        });
+        checkedAddresses.delete(origin);
+        checkedAddresses.set(origin, { addresses, until: now() + CHECKED_ADDRESSES_MS });
+        // Bounded: the oldest answers go first.
+        if (checkedAddresses.size > MAX_CHECKED_ORIGINS) checkedAddresses.delete(checkedAddresses.keys().next().value!);
+        return addresses;
+      },
     };
     const into = Buffer.from(request.into.buffer, request.into.byteOffset, request.into.byteLength);
     let handedOut = false;
