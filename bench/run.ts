@@ -79,6 +79,9 @@ const settings = {
   mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? null,
 };
 
+/** The mean; NaN for none. */
+const mean = (values: readonly number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
+
 /** What the runner passes to the pool for a request uploaded without options (JPEG, quality 50). */
 const OPTIONS: CompressionOptions = { quality: 50, format: 'JPEG', maxWidth: null, maxHeight: null };
 
@@ -462,8 +465,6 @@ interface EndToEnd {
   warnings: string;
 }
 
-const mean = (values: readonly number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
-
 /** The runs' means, for the fields of EndToEnd that sum them up. */
 function meanOfRuns(runs: readonly E2eRun[]): Pick<EndToEnd, 'seconds' | 'imagesPerSecond' | 'cpu' | 'othersCpuShare'> {
   const byThreadName: Record<string, number> = {};
@@ -809,7 +810,7 @@ const limitIps = limits.map((p) => p.imagesPerSecond);
 const rows: [string, string, string, string][] = [];
 rows.push([
   `limit: sharp in Piscina, ${settings.threads} threads`,
-  `${fmt(limitIps.reduce((a, b) => a + b, 0) / (limitIps.length || NaN))} img/s (passes ${limitIps.map((v) => v.toFixed(2)).join(' / ') || '—'}; ` +
+  `${fmt(mean(limitIps))} img/s (passes ${limitIps.map((v) => v.toFixed(2)).join(' / ') || '—'}; ` +
     `others used ${limits.map((p) => (p.othersCpuShare * 100).toFixed(0)).join(' / ') || '—'} % of the cores)`,
   '',
   '',
@@ -837,8 +838,8 @@ for (const kind of ['pglite', 'postgres'] as const) {
  * Sampled with perf over whole runs, the libvips threads took the same CPU per image in both (73.8 and
  * 73.6 ms here); what the server adds is in its other threads and its main thread.
  */
-const limitCpuPerImage = limits.length ? (limits.reduce((sum, p) => sum + p.cpuSeconds, 0) / limits.length / jobs.length) * 1000 : NaN;
-const limitMainPerImage = limits.length ? (limits.reduce((sum, p) => sum + p.mainThreadCpuSeconds, 0) / limits.length / jobs.length) * 1000 : NaN;
+const limitCpuPerImage = (mean(limits.map((p) => p.cpuSeconds)) / jobs.length) * 1000;
+const limitMainPerImage = (mean(limits.map((p) => p.mainThreadCpuSeconds)) / jobs.length) * 1000;
 for (const kind of ['pglite', 'postgres'] as const) {
   const result = e2e[kind];
   if (!result) continue;
