@@ -44,14 +44,34 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-function int(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+/**
+ * Node's longest timer: a setTimeout or setInterval given more fires after 1 ms instead (with only a
+ * warning), so a DOWNLOAD_TIMEOUT_MS of 3 000 000 000 would have failed every download at once.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+const TIMER_LIMIT = "Node's longest timer, about 24.8 days";
+
+/**
+ * Each image in flight is held whole, in a buffer as long as MAX_IMAGE_BYTES (see src/runner/runner.ts),
+ * four per compression thread. Node's buffers end at 4 GiB: past that every download failed as an
+ * unexpected error, tried again until its attempts ran out. 1 GiB is far above any product photo and
+ * keeps eight such buffers within what a small machine will map.
+ */
+const MAX_IMAGE_BYTES_LIMIT = 1024 * 1024 * 1024;
+
+function int(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER, why?: string): number {
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return fallback;
   const value = Number(raw.trim());
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}${why ? ` (${why})` : ''}, got "${raw}"`);
   }
   return value;
+}
+
+/** A duration in milliseconds that ends up in a timer. */
+function timerMs(env: Env, name: string, fallback: number, min: number): number {
+  return int(env, name, fallback, min, MAX_TIMER_MS, TIMER_LIMIT);
 }
 
 function bool(env: Env, name: string, fallback: boolean): boolean {
@@ -122,17 +142,17 @@ export function loadConfig(env: Env = process.env): Config {
     maxCsvBytes: int(env, 'MAX_CSV_BYTES', 50 * 1024 * 1024, 1),
     maxCsvRows: int(env, 'MAX_CSV_ROWS', 100_000, 1),
     maxUrlsPerRow: int(env, 'MAX_URLS_PER_ROW', 50, 1),
-    maxImageBytes: int(env, 'MAX_IMAGE_BYTES', 25 * 1024 * 1024, 1),
+    maxImageBytes: int(env, 'MAX_IMAGE_BYTES', 25 * 1024 * 1024, 1, MAX_IMAGE_BYTES_LIMIT, '1 GiB: each image in flight is held whole in memory'),
     maxImagePixels: int(env, 'MAX_IMAGE_PIXELS', 100_000_000, 1),
-    connectTimeoutMs: int(env, 'CONNECT_TIMEOUT_MS', 5_000, 1),
-    downloadTimeoutMs: int(env, 'DOWNLOAD_TIMEOUT_MS', 30_000, 1),
+    connectTimeoutMs: timerMs(env, 'CONNECT_TIMEOUT_MS', 5_000, 1),
+    downloadTimeoutMs: timerMs(env, 'DOWNLOAD_TIMEOUT_MS', 30_000, 1),
     maxRedirects: int(env, 'MAX_REDIRECTS', 5, 0, 20),
     maxAttempts: int(env, 'MAX_ATTEMPTS', 4, 1, 100),
-    leaseMs: int(env, 'LEASE_MS', 60_000, 1_000),
-    shutdownGraceMs: int(env, 'SHUTDOWN_GRACE_MS', 10_000, 0),
-    webhookTimeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 15_000, 1),
+    leaseMs: timerMs(env, 'LEASE_MS', 60_000, 1_000),
+    shutdownGraceMs: timerMs(env, 'SHUTDOWN_GRACE_MS', 10_000, 0),
+    webhookTimeoutMs: timerMs(env, 'WEBHOOK_TIMEOUT_MS', 15_000, 1),
     webhookRetryDelays,
-    uploadTimeoutMs: int(env, 'UPLOAD_TIMEOUT_MS', 300_000, 1_000),
+    uploadTimeoutMs: timerMs(env, 'UPLOAD_TIMEOUT_MS', 300_000, 1_000),
     progressCoalesceMs: int(env, 'PROGRESS_COALESCE_MS', 100, 0, 60_000),
     logLevel: env.LOG_LEVEL?.trim() || 'info',
   };
