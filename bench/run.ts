@@ -12,7 +12,7 @@
  *
  * Settings (environment): BENCH_SHORT=1 (or --short) a ~1 min smoke run; BENCH_IMAGES=<folder> your
  * own images instead of generated ones; BENCH_REPEAT (default 3) how many times each image is in the
- * request, under distinct URLs; BENCH_E2E_RUNS (default 2) timed requests per server, each between two
+ * request, under distinct URLs; BENCH_E2E_RUNS (default 3, 2 when short) timed requests per server, each between two
  * limit passes; BENCH_INGEST_ROWS (default 100000); BENCH_POSTGRES_URL (default
  * postgres://postgres@127.0.0.1:5432/postgres, where scratch databases are created and dropped);
  * WORKER_THREADS (default: the cores available, as the server).
@@ -65,7 +65,7 @@ const short = isShort;
 const settings = {
   short,
   repeat: intEnv('BENCH_REPEAT', short ? 1 : 3),
-  e2eRuns: intEnv('BENCH_E2E_RUNS', 2),
+  e2eRuns: intEnv('BENCH_E2E_RUNS', short ? 2 : 3),
   ingestRows: intEnv('BENCH_INGEST_ROWS', short ? 2_000 : 100_000),
   urlsPerRow: 3,
   statusClients: intEnv('BENCH_STATUS_CLIENTS', 50),
