@@ -12,8 +12,8 @@
  *
  * Settings (environment): BENCH_SHORT=1 (or --short) a ~1 min smoke run; BENCH_IMAGES=<folder> your
  * own images instead of generated ones; BENCH_REPEAT (default 3) how many times each image is in the
- * request, under distinct URLs; BENCH_E2E_RUNS (default 3, 2 when short) timed requests per server, each between two
- * limit passes; BENCH_INGEST_ROWS (default 100000); BENCH_POSTGRES_URL (default
+ * request, under distinct URLs; BENCH_E2E_RUNS (default 3, 2 when short) timed requests per server,
+ * each between two limit passes; BENCH_INGEST_ROWS (default 100000); BENCH_POSTGRES_URL (default
  * postgres://postgres@127.0.0.1:5432/postgres, where scratch databases are created and dropped);
  * WORKER_THREADS (default: the cores available, as the server).
  *

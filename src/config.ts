@@ -54,8 +54,8 @@ const TIMER_LIMIT = "Node's longest timer, about 24.8 days";
 /**
  * Each image in flight is held whole, in a buffer as long as MAX_IMAGE_BYTES (see src/runner/runner.ts),
  * four per compression thread. Node's buffers end at 4 GiB: past that every download failed as an
- * unexpected error, tried again until its attempts ran out. 1 GiB is far above any product photo and
- * keeps eight such buffers within what a small machine will map.
+ * unexpected error, tried again until its attempts ran out. 1 GiB is far above any product photo;
+ * the buffers' pages are only filled as far as each image reaches, so a high limit costs address space.
  */
 const MAX_IMAGE_BYTES_LIMIT = 1024 * 1024 * 1024;
 
