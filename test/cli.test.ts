@@ -3,6 +3,7 @@
  * package's bin runs) against a real Squeeze on loopback.
  */
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -225,6 +226,47 @@ describe('the squeeze CLI', () => {
     const flag = await squeezeCli(['upload', goodCsv, '--server', `http://127.0.0.1:${port}`], env);
     expectExit(flag, 5);
   });
+});
+
+describe('squeeze serve', () => {
+  // /proc tells which process it started and how: Linux only.
+  it.skipIf(process.platform !== 'linux')('runs the server as npm start does, and stops it gracefully on SIGTERM', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'squeeze-cli-serve-'));
+    const port = await freePort();
+    const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('SQUEEZE_') && name !== 'MALLOC_ARENA_MAX'));
+    const cli = spawn(process.execPath, ['src/cli/squeeze.mjs', 'serve'], {
+      cwd: ROOT,
+      env: { ...base, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    cli.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    cli.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const exited = new Promise<number | null>((resolve) => cli.once('exit', (code) => resolve(code)));
+    try {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then((response) => response.ok, () => false);
+        if (ready) break;
+        if (cli.exitCode !== null || Date.now() > deadline) throw new Error(`squeeze serve did not become ready:\n${output}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      // The server is a process of its own, started with npm start's V8 settings and allocator setting.
+      const [serverPid] = readFileSync(`/proc/${cli.pid}/task/${cli.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+      const argv = readFileSync(`/proc/${serverPid}/cmdline`, 'utf8').split('\0');
+      expect(argv).toEqual(expect.arrayContaining(['--max-semi-space-size=8', '--heap-growing-percent=50']));
+      expect(argv.some((arg) => arg.endsWith(path.join('src', 'start.mjs')))).toBe(true);
+      expect(readFileSync(`/proc/${serverPid}/environ`, 'utf8').split('\0')).toContain('MALLOC_ARENA_MAX=2');
+
+      cli.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(existsSync(`/proc/${serverPid}`)).toBe(false);
+      expect(output).not.toMatch(/error/i);
+    } finally {
+      cli.kill('SIGKILL');
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
 
 describe('the squeeze CLI against a server with API_KEYS', () => {

@@ -7,9 +7,9 @@ export interface Command {
   help: string;
   /**
    * Runs the command with the arguments after its name (global flags included). Resolves to the exit
-   * code, or to 'running' when the command keeps the process alive (serve).
+   * code (serve: when the server has stopped).
    */
-  run(args: string[]): Promise<number | 'running'>;
+  run(args: string[]): Promise<number>;
 }
 
 import type { Progress } from '../statuses.ts';

@@ -48,8 +48,8 @@ Examples:
 /** Flags that take a value: their value is never the command name. */
 const VALUE_FLAGS = new Set(Object.keys(CONNECTION_OPTIONS).map((name) => `--${name}`));
 
-/** Runs the CLI; resolves to the exit code, or 'running' when the process should stay up (serve). */
-export async function run(argv: string[]): Promise<number | 'running'> {
+/** Runs the CLI; resolves to the exit code (serve: once the server has stopped). */
+export async function run(argv: string[]): Promise<number> {
   const at = firstPositional(argv);
   try {
     if (at === -1) return topLevel(argv);
@@ -135,4 +135,4 @@ const outcome = await run(process.argv.slice(2)).catch((error: unknown) => {
   process.stderr.write(`squeeze: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   return 70;
 });
-if (outcome !== 'running') exit(outcome);
+exit(outcome);
