@@ -1,17 +1,10 @@
 /** Talking to Squeeze: GraphQL over fetch, CSV uploads (multipart request spec), progress over graphql-ws. */
 import { createClient, type Client } from 'graphql-ws';
 
-export type RequestStatus = 'PENDING' | 'PROCESSING' | 'COMPLETED' | 'FAILED' | 'CANCELLED';
-export type ImageStatus = 'PENDING' | 'PROCESSING' | 'DONE' | 'FAILED' | 'CANCELLED';
+// The server's own definitions (types only: nothing of the server's code goes into the page).
+export type { ImageStatus, Progress, RequestStatus } from '../statuses.ts';
+import type { ImageStatus, Progress, RequestStatus } from '../statuses.ts';
 export type OutputFormat = 'JPEG' | 'WEBP' | 'AVIF' | 'PNG';
-
-export interface Progress {
-  total: number;
-  done: number;
-  failed: number;
-  cancelled: number;
-  pending: number;
-}
 
 export interface RequestSummary {
   id: string;
