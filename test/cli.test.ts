@@ -24,10 +24,15 @@ interface Run {
   stderr: string;
 }
 
+/** This process's environment without `SQUEEZE_*` settings (and any other names given), plus `env`. */
+function cliEnv(env: Record<string, string>, without: readonly string[] = []): Record<string, string> {
+  const base = Object.entries(process.env).filter(([name, value]) => value !== undefined && !name.startsWith('SQUEEZE_') && !without.includes(name));
+  return { ...(Object.fromEntries(base) as Record<string, string>), ...env };
+}
+
 /** Runs the CLI to its end; `env` is added to an environment without any SQUEEZE_* settings of the caller. */
 function squeezeCli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('SQUEEZE_')));
-  const child = spawn(process.execPath, ['src/cli/squeeze.mjs', ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['src/cli/squeeze.mjs', ...args], { cwd: ROOT, env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -233,10 +238,10 @@ describe('squeeze serve', () => {
   it.skipIf(process.platform !== 'linux')('runs the server as npm start does, and stops it gracefully on SIGTERM', async () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'squeeze-cli-serve-'));
     const port = await freePort();
-    const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('SQUEEZE_') && name !== 'MALLOC_ARENA_MAX'));
     const cli = spawn(process.execPath, ['src/cli/squeeze.mjs', 'serve'], {
       cwd: ROOT,
-      env: { ...base, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn' },
+      // Without MALLOC_ARENA_MAX of its own: serve must set it.
+      env: cliEnv({ PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn' }, ['MALLOC_ARENA_MAX']),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';

@@ -21,6 +21,9 @@ function guardError(error: SerializedError): Error {
   return Object.assign(new Error(error.message), error.code === undefined ? {} : { code: error.code });
 }
 
+/** The guard's answer for a URL: the checked addresses a connection may go to. */
+type Addresses = Awaited<ReturnType<AddressGuard['resolve']>>;
+
 /**
  * How long the guard's answer for an origin is used again without asking the main thread. A photo
  * catalogue's images mostly come from one or a few hosts: asking for each image meant a DNS lookup
@@ -34,10 +37,10 @@ const MAX_CHECKED_ORIGINS = 1_000;
 export function serveDownloads(port: MessagePort, now: () => number = Date.now): void {
   const agents = createPinnedAgents();
   /** The guard's answers by origin (scheme, hostname and port: what the guard's answer depends on). */
-  const checkedAddresses = new Map<string, { addresses: { address: string; family: 4 | 6 }[]; until: number }>();
+  const checkedAddresses = new Map<string, { addresses: Addresses; until: number }>();
   const running = new Map<number, AbortController>();
   /** The hop each download waits to have checked (one at a time per download). */
-  const checks = new Map<number, { resolve: (addresses: { address: string; family: 4 | 6 }[]) => void; reject: (error: Error) => void }>();
+  const checks = new Map<number, { resolve: (addresses: Addresses) => void; reject: (error: Error) => void }>();
   const send = (message: FromDownloadThread) => port.postMessage(message);
 
   port.on('message', (message: ToDownloadThread) => {
@@ -67,7 +70,7 @@ export function serveDownloads(port: MessagePort, now: () => number = Date.now):
         const origin = `${url.protocol}//${url.host}`;
         const kept = checkedAddresses.get(origin);
         if (kept && kept.until > now()) return kept.addresses;
-        const addresses = await new Promise<{ address: string; family: 4 | 6 }[]>((resolve, reject) => {
+        const addresses = await new Promise<Addresses>((resolve, reject) => {
           checks.set(id, { resolve, reject });
           send({ type: 'resolve', id, url: url.href });
         });
