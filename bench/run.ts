@@ -566,7 +566,7 @@ async function timedRequest(
 
 /**
  * One server: started, warmed, then `settings.e2eRuns` timed requests with `betweenRuns` (a limit
- * pass) between them, then the status latency. A single request's images/s moves ±3 % from run to
+ * pass) between them, then the status latency. A single request's images/s moves up to ±4 % from run to
  * run here, and the limit passes as much; each run is compared with the passes just before and after
  * it, and the server's ratio is the mean of its runs'.
  */
