@@ -31,6 +31,7 @@ import { createCompressionPool, type CompressionOptions, type CompressResult } f
 import { loadConfig } from '../src/config.ts';
 import { defaultSpecs, folderCorpus, generatedCorpus, type CorpusImage } from './corpus.ts';
 import { Profiler, saveProfile, summarise } from './profile.ts';
+import { SERVER_ENV } from '../src/serverNodeFlags.ts';
 import {
   ROOT,
   STATUS_QUERY,
@@ -75,8 +76,9 @@ const settings = {
   // The same setting the server reads: WORKER_THREADS, default os.availableParallelism().
   threads: loadConfig({ WORKER_THREADS: process.env.WORKER_THREADS }).workerThreads,
   maxPixels: loadConfig({}).maxImagePixels,
-  // glibc's arenas, for this process (the limit) and the servers alike (`npm run bench` sets 2, as npm start does).
-  mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? null,
+  // glibc's allocator settings of this process, where the limit runs: `npm run bench` sets the servers'
+  // (SERVER_ENV, as npm start does), so both sides are measured with the same; null when unset.
+  allocator: Object.fromEntries(Object.keys(SERVER_ENV).map((name) => [name, process.env[name] ?? null])),
 };
 
 /** The mean; NaN for none. */
@@ -907,10 +909,22 @@ const machine = {
 };
 const durationSeconds = round((performance.now() - benchStarted) / 1000, 1);
 
+/**
+ * The allocator settings both sides ran with. The servers get SERVER_ENV where this process has no value
+ * of its own (bench/support.ts, squeezeEnv); the limit, in this process, then runs with glibc's default.
+ */
+function allocatorLine(): string {
+  const unset = Object.keys(SERVER_ENV).filter((name) => settings.allocator[name] === null);
+  const both = Object.entries(settings.allocator).filter(([, value]) => value !== null);
+  const same = both.length > 0 ? `${both.map(([name, value]) => `${name} ${value}`).join(', ')} for the limit and the servers` : '';
+  if (unset.length === 0) return same;
+  return `${same ? `${same}; ` : ''}${unset.map((name) => `${name}=${SERVER_ENV[name]}`).join(', ')} for the servers only (run it as npm run bench)`;
+}
+
 const header = `Squeeze bench${short ? ' (short)' : ''} — ${machine.cores} cores (${machine.cpuModel}), ${machine.totalMemoryGb} GB, node ${machine.node}, sharp ${machine.sharp} / libvips ${machine.libvips}, commit ${gitCommit}`;
 const corpusLine =
   `corpus: ${corpus.length} images × ${settings.repeat} = ${jobs.length} per request, ${megapixels.toFixed(0)} MP, ${(inputBytes / 1e6).toFixed(0)} MB; JPEG q50; ${corpusSource}; ` +
-  `MALLOC_ARENA_MAX ${settings.mallocArenaMax ?? 'unset'} for the limit and the servers`;
+  allocatorLine();
 const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length), ['measure', 'figure', 'goal', ''][i]!.length));
 const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
 console.log('');

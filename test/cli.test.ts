@@ -12,6 +12,7 @@ import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { photoJpeg, serveBytes, startImageServer, startSqueeze, type LoopbackServer, type Squeeze } from './support/harness.ts';
 import { freePort } from './support/processes.ts';
+import { SERVER_ENV } from '../src/serverNodeFlags.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -240,8 +241,8 @@ describe('squeeze serve', () => {
     const port = await freePort();
     const cli = spawn(process.execPath, ['src/cli/squeeze.mjs', 'serve'], {
       cwd: ROOT,
-      // Without MALLOC_ARENA_MAX of its own: serve must set it.
-      env: cliEnv({ PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn' }, ['MALLOC_ARENA_MAX']),
+      // Without the allocator settings of its own: serve must set them.
+      env: cliEnv({ PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn' }, Object.keys(SERVER_ENV)),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -261,7 +262,8 @@ describe('squeeze serve', () => {
       const argv = readFileSync(`/proc/${serverPid}/cmdline`, 'utf8').split('\0');
       expect(argv).toEqual(expect.arrayContaining(['--max-semi-space-size=8', '--heap-growing-percent=50']));
       expect(argv.some((arg) => arg.endsWith(path.join('src', 'start.mjs')))).toBe(true);
-      expect(readFileSync(`/proc/${serverPid}/environ`, 'utf8').split('\0')).toContain('MALLOC_ARENA_MAX=2');
+      const environ = readFileSync(`/proc/${serverPid}/environ`, 'utf8').split('\0');
+      for (const [name, value] of Object.entries(SERVER_ENV)) expect(environ).toContain(`${name}=${value}`);
 
       cli.kill('SIGTERM');
       expect(await exited).toBe(0);

@@ -40,7 +40,7 @@ const START = fileURLToPath(new URL('../start.mjs', import.meta.url));
 
 /**
  * The server as `npm start` runs it: src/start.mjs (compiled JavaScript, not this process's tsx) in a
- * process of its own, with the V8 settings and MALLOC_ARENA_MAX that are set at a process's start
+ * process of its own, with the V8 settings and glibc allocator settings that are read at a process's start
  * (src/start.mjs says why: less RSS and CPU per image). Imported into this process instead, as
  * before, it ran without them. Signals are passed on, so Ctrl-C and SIGTERM stop it gracefully; the
  * IPC channel stops it if this process dies; its exit code becomes this one's.
