@@ -34,11 +34,12 @@
 // freed, so a block larger than any freed before is a fresh mapping, faulted in page by page) and
 // MALLOC_TRIM_THRESHOLD_=64 MiB (an arena keeps that much free memory at its top instead of handing it
 // back to the kernel after one image and faulting it in again for the next; by default twice the mmap
-// threshold). Measured with `npm run bench`'s photos (2 threads, Postgres): page faults per image
-// 2 600–3 900 → 1 470–2 080 in the server and 1 440–1 800 → 1 030–1 300 in the limit's pool; the
-// server's CPU per image above the limit's 8.3–8.8 → 4.6–6.3 ms (four bench runs, alternating); the
-// limit itself 20.8 → 21.5 images/s (six passes each); the server's peak RSS while compressing
-// 542–570 → 578–617 MB.
+// threshold). Measured with `npm run bench`'s photos (2 threads, Postgres; these values against none):
+// page faults per image 2 600–3 900 → 1 440–2 630 in the server and 1 330–2 190 → 1 030–1 870 in the
+// limit's pool (they vary with which arena each thread lands in); the server's CPU per image above
+// the limit's 8.3–8.8 → 3.5–6.3 ms (two bench runs each); the limit alone 20.8 → 21.5 images/s (six
+// passes each); the server's peak RSS while compressing 542–570 → 578–617 MB. MALLOC_ARENA_MAX=4
+// with them was worse on every count (limit 19.5 images/s, server 7.4 ms above it, RSS 700–777 MB).
 //
 // These variables are read when a process starts: `npm start` sets them (a user's own values win);
 // started another way without them (`node src/start.mjs` in a container), this file starts the server
