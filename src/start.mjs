@@ -36,9 +36,10 @@
 // back to the kernel after one image and faulting it in again for the next; by default twice the mmap
 // threshold). Measured with `npm run bench`'s photos (2 threads, Postgres; these values against none):
 // page faults per image 2 600–3 900 → 1 440–2 630 in the server and 1 330–2 190 → 1 030–1 870 in the
-// limit's pool (they vary with which arena each thread lands in); the server's CPU per image above
-// the limit's 8.3–8.8 → 3.5–6.3 ms (two bench runs each); the limit alone 20.8 → 21.5 images/s (six
-// passes each); the server's peak RSS while compressing 542–570 → 578–617 MB. MALLOC_ARENA_MAX=4
+// limit's pool (they vary with which arena each thread lands in); the limit alone 20.8 → 21.5
+// images/s (six passes each, alternating); the server's peak RSS while compressing 542–570 → 578–617
+// MB. The end-to-end ratio moved less than its run-to-run noise: the server's CPU per image above the
+// limit's was 8.3–8.8 ms in two bench runs without them, 3.5–7.3 in three with. MALLOC_ARENA_MAX=4
 // with them was worse on every count (limit 19.5 images/s, server 7.4 ms above it, RSS 700–777 MB).
 //
 // These variables are read when a process starts: `npm start` sets them (a user's own values win);
