@@ -29,9 +29,9 @@ import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { createCompressionPool, type CompressionOptions, type CompressResult } from '../src/compress/compressionPool.ts';
 import { loadConfig } from '../src/config.ts';
+import { SERVER_ENV } from '../src/serverNodeFlags.ts';
 import { defaultSpecs, folderCorpus, generatedCorpus, type CorpusImage } from './corpus.ts';
 import { Profiler, saveProfile, summarise } from './profile.ts';
-import { SERVER_ENV } from '../src/serverNodeFlags.ts';
 import {
   ROOT,
   STATUS_QUERY,

@@ -10,9 +10,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SERVER_ENV } from '../src/serverNodeFlags.ts';
 import { photoJpeg, serveBytes, startImageServer, startSqueeze, type LoopbackServer, type Squeeze } from './support/harness.ts';
 import { freePort } from './support/processes.ts';
-import { SERVER_ENV } from '../src/serverNodeFlags.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -21,12 +21,13 @@ function running(pid: number): boolean {
 
 const glibc = process.platform === 'linux' && Boolean((process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime);
 
-/** `node <flags> src/start.mjs` as a user runs it: none of the allocator settings of its own. */
-async function startAsUser() {
+/** `node <flags> src/start.mjs` as a user runs it: none of the allocator settings of its own but `own`. */
+async function startAsUser(own: Record<string, string> = {}) {
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'squeeze-start-'));
   const env: Record<string, string> = { ...(process.env as Record<string, string>), HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn' };
   for (const name of Object.keys(SERVER_ENV)) delete env[name];
+  Object.assign(env, own);
   delete env.DATABASE_URL;
   const parent = spawn(process.execPath, [...SERVER_NODE_FLAGS, 'src/start.mjs'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -76,6 +77,22 @@ describe('npm start', () => {
     } finally {
       if (running(second.childPid)) process.kill(second.childPid, 'SIGKILL');
       second.cleanup();
+    }
+  });
+
+  it.skipIf(!glibc)("keeps a user's own allocator setting and adds only the missing ones", { timeout: 60_000 }, async () => {
+    const [own, ...missing] = Object.keys(SERVER_ENV) as [string, ...string[]];
+    const started = await startAsUser({ [own]: '3' });
+    try {
+      const environ = readFileSync(`/proc/${started.childPid}/environ`, 'utf8').split('\0');
+      expect(environ).toContain(`${own}=3`);
+      expect(environ).not.toContain(`${own}=${SERVER_ENV[own]}`);
+      for (const name of missing) expect(environ).toContain(`${name}=${SERVER_ENV[name]}`);
+      started.parent.kill('SIGTERM');
+      expect(await started.exited).toBe(0);
+    } finally {
+      if (running(started.childPid)) process.kill(started.childPid, 'SIGKILL');
+      started.cleanup();
     }
   });
 });
