@@ -76,6 +76,8 @@ const settings = {
   // The same setting the server reads: WORKER_THREADS, default os.availableParallelism().
   threads: loadConfig({ WORKER_THREADS: process.env.WORKER_THREADS }).workerThreads,
   maxPixels: loadConfig({}).maxImagePixels,
+  // The setting the servers read from the same environment (JPEG_OPTIMIZE_CODING, default true).
+  jpegOptimizeCoding: loadConfig({ JPEG_OPTIMIZE_CODING: process.env.JPEG_OPTIMIZE_CODING }).jpegOptimizeCoding,
   // glibc's allocator settings of this process, where the limit runs: `npm run bench` sets the servers'
   // (SERVER_ENV, as npm start does), so both sides are measured with the same; null when unset.
   allocator: Object.fromEntries(Object.keys(SERVER_ENV).map((name) => [name, process.env[name] ?? null])),
@@ -180,7 +182,7 @@ function expectAllCompressed(results: readonly CompressResult[], what: string): 
 /** Every image of the corpus once through a pool of this process, untimed: see warmAllIndexes. */
 async function warmLimitProcess(): Promise<void> {
   const started = performance.now();
-  const pool = createCompressionPool({ threads: settings.threads, maxPixels: settings.maxPixels });
+  const pool = createCompressionPool({ threads: settings.threads, maxPixels: settings.maxPixels, jpegOptimizeCoding: settings.jpegOptimizeCoding });
   try {
     expectAllCompressed(await Promise.all(warmAllIndexes.map((index) => pool.compress(Buffer.from(corpus[index]!.bytes), OPTIONS))), 'limit warm-up');
   } finally {
@@ -190,7 +192,7 @@ async function warmLimitProcess(): Promise<void> {
 }
 
 async function measureLimit(label: string): Promise<LimitPass> {
-  const pool = createCompressionPool({ threads: settings.threads, maxPixels: settings.maxPixels });
+  const pool = createCompressionPool({ threads: settings.threads, maxPixels: settings.maxPixels, jpegOptimizeCoding: settings.jpegOptimizeCoding });
   try {
     // Warm up: every thread loads tsx, sharp and libvips and compresses a couple of images.
     for (let pass = 0; pass < 2; pass++) {
@@ -923,7 +925,7 @@ function allocatorLine(): string {
 
 const header = `Squeeze bench${short ? ' (short)' : ''} — ${machine.cores} cores (${machine.cpuModel}), ${machine.totalMemoryGb} GB, node ${machine.node}, sharp ${machine.sharp} / libvips ${machine.libvips}, commit ${gitCommit}`;
 const corpusLine =
-  `corpus: ${corpus.length} images × ${settings.repeat} = ${jobs.length} per request, ${megapixels.toFixed(0)} MP, ${(inputBytes / 1e6).toFixed(0)} MB; JPEG q50; ${corpusSource}; ` +
+  `corpus: ${corpus.length} images × ${settings.repeat} = ${jobs.length} per request, ${megapixels.toFixed(0)} MP, ${(inputBytes / 1e6).toFixed(0)} MB; JPEG q50${settings.jpegOptimizeCoding ? '' : ' (JPEG_OPTIMIZE_CODING=false)'}; ${corpusSource}; ` +
   allocatorLine();
 const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length), ['measure', 'figure', 'goal', ''][i]!.length));
 const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();

@@ -80,7 +80,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
 
   const runsWorker = config.role !== 'api';
   const pool: CompressionPool | undefined = runsWorker
-    ? createCompressionPool({ threads: config.workerThreads, maxPixels: config.maxImagePixels })
+    ? createCompressionPool({ threads: config.workerThreads, maxPixels: config.maxImagePixels, jpegOptimizeCoding: config.jpegOptimizeCoding })
     : undefined;
   const stopDeprioritising = pool ? keepImageThreadsDeprioritised(config.imageThreadNice) : () => undefined;
   const workerId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;

@@ -26,9 +26,17 @@ describe('settings', () => {
       leaseMs: 60_000,
       maxAttempts: 4,
       imageThreadNice: 10,
+      jpegOptimizeCoding: true,
       progressCoalesceMs: 100,
     });
     expect(config.webhookRetryDelays[0]).toBe(0);
+  });
+
+  it('reads JPEG_OPTIMIZE_CODING as a switch and refuses anything else', () => {
+    expect(loadConfig({ JPEG_OPTIMIZE_CODING: 'false' }).jpegOptimizeCoding).toBe(false);
+    expect(loadConfig({ JPEG_OPTIMIZE_CODING: ' 0 ' }).jpegOptimizeCoding).toBe(false);
+    expect(loadConfig({ JPEG_OPTIMIZE_CODING: 'TRUE' }).jpegOptimizeCoding).toBe(true);
+    expect(refusal({ JPEG_OPTIMIZE_CODING: 'fast' })).toBe('JPEG_OPTIMIZE_CODING must be true or false, got "fast"');
   });
 
   it('names the setting and the accepted range when a number is not one', () => {

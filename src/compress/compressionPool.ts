@@ -64,6 +64,8 @@ export interface CompressionPool {
 export interface CompressionPoolOptions {
   threads: number;
   maxPixels: number;
+  /** JPEG outputs with Huffman tables made for each image (smaller, slower); default true. See workers/compressImage.ts. */
+  jpegOptimizeCoding?: boolean;
   /** Tasks queued beyond the running ones before `compress` waits; default `threads * 4`. */
   maxQueue?: number;
 }
@@ -110,7 +112,7 @@ export function createCompressionPoolWithWorker(filename: string, opts: Compress
   if (!Number.isInteger(maxPixels) || maxPixels < 1) throw new RangeError(`maxPixels must be a positive integer, got ${maxPixels}`);
   const maxQueue = opts.maxQueue ?? threads * 4;
   if (!Number.isInteger(maxQueue) || maxQueue < 0) throw new RangeError(`maxQueue must be a non-negative integer, got ${maxQueue}`);
-  return new PiscinaCompressionPool(filename, threads, maxPixels, maxQueue);
+  return new PiscinaCompressionPool(filename, threads, maxPixels, maxQueue, opts.jpegOptimizeCoding ?? true);
 }
 
 function validateOptions(options: CompressionOptions): void {
@@ -171,6 +173,7 @@ class PiscinaCompressionPool implements CompressionPool {
   readonly threads: number;
   readonly #piscina: Piscina;
   readonly #maxPixels: number;
+  readonly #jpegOptimizeCoding: boolean;
   /** Tasks handed to Piscina and not settled: at most `threads + maxQueue`. */
   readonly #limit: number;
   #submitted = 0;
@@ -182,10 +185,11 @@ class PiscinaCompressionPool implements CompressionPool {
   #broken: Error | undefined;
   #lastRoundTrip = 0;
 
-  constructor(filename: string, threads: number, maxPixels: number, maxQueue: number) {
+  constructor(filename: string, threads: number, maxPixels: number, maxQueue: number, jpegOptimizeCoding: boolean) {
     warnIfLibuvPoolTooSmall(threads);
     this.threads = threads;
     this.#maxPixels = maxPixels;
+    this.#jpegOptimizeCoding = jpegOptimizeCoding;
     this.#limit = threads + maxQueue;
     this.#piscina = new Piscina({
       filename,
@@ -251,6 +255,7 @@ class PiscinaCompressionPool implements CompressionPool {
         input: bytes,
         options: { quality: options.quality, format: options.format, maxWidth: options.maxWidth ?? null, maxHeight: options.maxHeight ?? null },
         maxPixels: this.#maxPixels,
+        jpegOptimizeCoding: this.#jpegOptimizeCoding,
         ...(outputPath !== undefined ? { outputPath } : {}),
       };
       try {
