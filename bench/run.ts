@@ -63,6 +63,9 @@ const loadAverageAtStart = os.loadavg().map((n) => Number(n.toFixed(2)));
 const log = (line: string) => console.log(line);
 
 const short = isShort;
+/** The server settings the limit's pool shares: WORKER_THREADS and JPEG_OPTIMIZE_CODING from this environment, MAX_IMAGE_PIXELS at its default. */
+const poolConfig = loadConfig({ WORKER_THREADS: process.env.WORKER_THREADS, JPEG_OPTIMIZE_CODING: process.env.JPEG_OPTIMIZE_CODING });
+
 const settings = {
   short,
   repeat: intEnv('BENCH_REPEAT', short ? 1 : 3),
@@ -73,11 +76,10 @@ const settings = {
   statusSeconds: intEnv('BENCH_STATUS_SECONDS', short ? 2 : 5),
   postgresAdminUrl: process.env.BENCH_POSTGRES_URL?.trim() || 'postgres://postgres@127.0.0.1:5432/postgres',
   images: process.env.BENCH_IMAGES?.trim() || undefined,
-  // The same setting the server reads: WORKER_THREADS, default os.availableParallelism().
-  threads: loadConfig({ WORKER_THREADS: process.env.WORKER_THREADS }).workerThreads,
-  maxPixels: loadConfig({}).maxImagePixels,
-  // The setting the servers read from the same environment (JPEG_OPTIMIZE_CODING, default true).
-  jpegOptimizeCoding: loadConfig({ JPEG_OPTIMIZE_CODING: process.env.JPEG_OPTIMIZE_CODING }).jpegOptimizeCoding,
+  // As the servers read them from the same environment: threads default to os.availableParallelism().
+  threads: poolConfig.workerThreads,
+  maxPixels: poolConfig.maxImagePixels,
+  jpegOptimizeCoding: poolConfig.jpegOptimizeCoding,
   // glibc's allocator settings of this process, where the limit runs: `npm run bench` sets the servers'
   // (SERVER_ENV, as npm start does), so both sides are measured with the same; null when unset.
   allocator: Object.fromEntries(Object.keys(SERVER_ENV).map((name) => [name, process.env[name] ?? null])),
@@ -179,10 +181,13 @@ function expectAllCompressed(results: readonly CompressResult[], what: string): 
   if (failed.length > 0) throw new Error(`${what}: ${failed.length} images failed: ${JSON.stringify(failed[0])}`);
 }
 
+/** A pool of this process, set up as the servers' is. */
+const limitPool = () => createCompressionPool({ threads: settings.threads, maxPixels: settings.maxPixels, jpegOptimizeCoding: settings.jpegOptimizeCoding });
+
 /** Every image of the corpus once through a pool of this process, untimed: see warmAllIndexes. */
 async function warmLimitProcess(): Promise<void> {
   const started = performance.now();
-  const pool = createCompressionPool({ threads: settings.threads, maxPixels: settings.maxPixels, jpegOptimizeCoding: settings.jpegOptimizeCoding });
+  const pool = limitPool();
   try {
     expectAllCompressed(await Promise.all(warmAllIndexes.map((index) => pool.compress(Buffer.from(corpus[index]!.bytes), OPTIONS))), 'limit warm-up');
   } finally {
@@ -192,7 +197,7 @@ async function warmLimitProcess(): Promise<void> {
 }
 
 async function measureLimit(label: string): Promise<LimitPass> {
-  const pool = createCompressionPool({ threads: settings.threads, maxPixels: settings.maxPixels, jpegOptimizeCoding: settings.jpegOptimizeCoding });
+  const pool = limitPool();
   try {
     // Warm up: every thread loads tsx, sharp and libvips and compresses a couple of images.
     for (let pass = 0; pass < 2; pass++) {
