@@ -359,6 +359,54 @@ describe('compression pool lifecycle', () => {
     }
   });
 
+  it('frees the outputs sharp hands over every few megabytes, with a young-generation collection', async () => {
+    // The real worker, wrapped to count its thread's collections (perf_hooks 'gc' entries).
+    const dir = mkdtempSync(path.join(tmpdir(), 'squeeze-gc-worker-'));
+    const real = pathToFileURL(path.resolve(import.meta.dirname, '../workers/compressImage.mjs')).href;
+    const filename = path.join(dir, 'counting.mjs');
+    writeFileSync(
+      filename,
+      `import { PerformanceObserver, constants } from 'node:perf_hooks';\n` +
+        `import compress, { ping } from ${JSON.stringify(real)};\n` +
+        `export { ping };\n` +
+        `const counts = { major: 0, minor: 0 };\n` +
+        `new PerformanceObserver((list) => { for (const entry of list.getEntries()) {\n` +
+        `  if (entry.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) counts.major++;\n` +
+        `  if (entry.detail.kind === constants.NODE_PERFORMANCE_GC_MINOR) counts.minor++;\n` +
+        `} }).observe({ entryTypes: ['gc'] });\n` +
+        `export default async function (task) { return { ...(await compress(task)), collections: { ...counts } }; }\n`,
+    );
+    const pool = createCompressionPoolWithWorker(filename, { threads: 1, maxPixels: MAX_PIXELS });
+    const root = mkdtempSync(path.join(tmpdir(), 'squeeze-gc-out-'));
+    try {
+      // Noise compresses badly: outputs of about a megabyte each, 40 of them written to files.
+      const width = 2000;
+      const height = 1500;
+      const noisy = await sharp(randomBytes(width * height * 3), { raw: { width, height, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+      type Collections = { major: number; minor: number };
+      const counted: { bytes: number; collections: Collections }[] = [];
+      let outputBytes = 0;
+      for (let i = 0; i < 40; i++) {
+        const written = await pool.compressToFile(ownBuffer(noisy), { quality: 50, format: 'JPEG' }, path.join(root, `${i}.jpg`));
+        if (!written.ok) throw new Error(written.message);
+        outputBytes += written.bytes;
+        counted.push({ bytes: outputBytes, collections: (written as unknown as { collections: Collections }).collections });
+      }
+      // From the tenth image on (the thread's start-up collections are behind it), 30 outputs of about 1 MB.
+      const [from, to] = [counted[9]!, counted.at(-1)!];
+      expect(to.bytes - from.bytes).toBeGreaterThan(25_000_000);
+      // One young collection per 4 MB of outputs. Without them, V8 collected the young generation once
+      // or twice here and marked the whole heap four or five times instead (the outputs counted against
+      // its old generation's limit). Full collections are not counted: V8's memory reducer may still run
+      // up to three when it finds the thread allocating little, as it does here.
+      expect(to.collections.minor - from.collections.minor).toBeGreaterThanOrEqual(Math.floor((to.bytes - from.bytes) / (4 * 1024 * 1024)) - 1);
+    } finally {
+      await pool.close();
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it('fails loudly instead of hanging when worker threads cannot start', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'squeeze-bad-worker-'));
     const filename = path.join(dir, 'broken.mjs');
