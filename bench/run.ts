@@ -6,7 +6,8 @@
  *   e2e     a fresh Squeeze child process (PGlite, then Postgres) downloads and compresses them from a
  *           loopback server: images/s from upload to COMPLETED; ratio = e2e ÷ limit (the limit passes
  *           run just before and after each e2e run, so a busy neighbour on the machine hits both;
- *           a server's ratio is the median of its runs', see endToEnd); both sides warm: each has compressed every image once first (see warmAllIndexes)
+ *           a server's ratio is the median of its runs', see endToEnd); both sides warm: each has
+ *           compressed every image once first (see warmAllIndexes)
  *   status  p50/p99 of the `request(id)` query from 50 looping clients while a request is processing
  *   ingest  100 000 rows × 3 URLs, autoStart false: upload → request id, with the server's peak RSS
  *
