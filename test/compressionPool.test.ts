@@ -332,17 +332,23 @@ async function bmp(): Promise<Buffer> {
   return Buffer.concat([header, Buffer.alloc(16, 0x80)]);
 }
 
+/**
+ * A worker file in a new folder that imports the real one (`compress`, and `ping` re-exported) and
+ * adds `body`, which must export the default task. Remove `dir` afterwards.
+ */
+function wrappedWorker(body: string): { dir: string; filename: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'squeeze-wrapped-worker-'));
+  const real = pathToFileURL(path.resolve(import.meta.dirname, '../workers/compressImage.mjs')).href;
+  const filename = path.join(dir, 'worker.mjs');
+  writeFileSync(filename, `import compress, { ping } from ${JSON.stringify(real)};\nexport { ping };\n${body}`);
+  return { dir, filename };
+}
+
 describe('compression pool lifecycle', () => {
   it('keeps working when a worker thread dies: that task is a DECODE_ERROR', async () => {
     // A worker that exits its thread on a marker quality, and otherwise is the real one.
-    const dir = mkdtempSync(path.join(tmpdir(), 'squeeze-crash-worker-'));
-    const real = pathToFileURL(path.resolve(import.meta.dirname, '../workers/compressImage.mjs')).href;
-    const filename = path.join(dir, 'crashing.mjs');
-    writeFileSync(
-      filename,
-      `import compress, { ping } from ${JSON.stringify(real)};\n` +
-        `export { ping };\n` +
-        `export default async function (task) { if (task.options.quality === 13) process.exit(3); return compress(task); }\n`,
+    const { dir, filename } = wrappedWorker(
+      `export default async function (task) { if (task.options.quality === 13) process.exit(3); return compress(task); }\n`,
     );
     const pool = createCompressionPoolWithWorker(filename, { threads: 1, maxPixels: MAX_PIXELS });
     try {
@@ -361,14 +367,8 @@ describe('compression pool lifecycle', () => {
 
   it('frees the outputs sharp hands over every few megabytes, with a young-generation collection', async () => {
     // The real worker, wrapped to count its thread's collections (perf_hooks 'gc' entries).
-    const dir = mkdtempSync(path.join(tmpdir(), 'squeeze-gc-worker-'));
-    const real = pathToFileURL(path.resolve(import.meta.dirname, '../workers/compressImage.mjs')).href;
-    const filename = path.join(dir, 'counting.mjs');
-    writeFileSync(
-      filename,
+    const { dir, filename } = wrappedWorker(
       `import { PerformanceObserver, constants } from 'node:perf_hooks';\n` +
-        `import compress, { ping } from ${JSON.stringify(real)};\n` +
-        `export { ping };\n` +
         `const counts = { major: 0, minor: 0 };\n` +
         `new PerformanceObserver((list) => { for (const entry of list.getEntries()) {\n` +
         `  if (entry.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) counts.major++;\n` +
