@@ -47,10 +47,13 @@
 // and its neighbour has a page to spare (heap_trim checks the pad, not the trim threshold): traced
 // during one request (186 images), 40 heaps were mapped, filled with fresh pages and unmapped again.
 // With the pad no heap is given back, and the main arena's top keeps room for libvips' largest blocks.
-// Measured with `npm run bench`'s photos (2 threads, two servers taking turns, 6 requests each):
-// page faults per image 1 770–2 560 → 480–920, CPU per image 86–89 → 83 ms, 3.8–7.5 % more images/s
-// (PGlite and Postgres); the cost is memory the arenas keep: the server's RSS after a request
-// 500–560 → 690–700 MB on Postgres (peak 630–640 → 760–810), 0.97–1.17 → 0.97–1.38 GB on PGlite.
+// Measured with `npm run bench`'s photos (2 threads; two servers taking turns, 4–6 requests each, three
+// such pairs: two on Postgres, one on PGlite), without → with, means per pair: page faults per image
+// 1 770–2 560 → 480–920, CPU per image 86–90 → 83–86 ms, 3.8–7.5 % more images/s. `npm run bench`
+// (its limit runs with the pad too; one run before, three after): limit 21.4 → 21.9–23.4 images/s,
+// end-to-end ratio PGlite 0.898 → 0.918–0.931, Postgres 0.889 → 0.927–0.944. The cost is memory the
+// arenas keep: the server's RSS after a request 500–560 → 690–700 MB on Postgres (peak 630–640 →
+// 760–810), 0.97–1.17 → 0.97–1.38 GB on PGlite.
 // The ingest of 100 000 rows × 3 URLs peaked at 180–185 MB with and without it.
 //
 // These variables are read when a process starts: `npm start` sets them (a user's own values win);
