@@ -592,7 +592,7 @@ async function timedRequest(
  * "others used" read 0 %; with three runs and their mean, one such run moved a server's figure by 4 %.
  * Two such runs in one server's five are common too (0.870 and 0.834 beside 0.931–0.994; 0.844 and 0.863
  * beside 0.915–0.987, in two runs of the bench), and then they decide a five-run median: so seven runs
- * (about 40 s more per bench), whose median stands three outliers.
+ * (about 70 s more per bench: 310 s here), whose median stands three outliers.
  */
 async function endToEnd(kind: 'pglite' | 'postgres', images: ImageServer, betweenRuns: () => Promise<unknown>): Promise<EndToEnd> {
   const database = kind === 'postgres' ? await createScratchDatabase(settings.postgresAdminUrl) : undefined;
