@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { getRequest } from '../db/requests.ts';
 import { productsWithImages } from '../db/products.ts';
@@ -152,6 +153,7 @@ function readForm(req: IncomingMessage, tmpDir: string, maxBytes: number, form: 
       return;
     }
     const writes: Promise<void>[] = [];
+    const files: Readable[] = [];
     parser.on('field', (name, value) => {
       form.fields[name] = value;
     });
@@ -165,9 +167,15 @@ function readForm(req: IncomingMessage, tmpDir: string, maxBytes: number, form: 
       stream.on('limit', () => {
         form.tooLarge = true;
       });
+      files.push(stream);
       writes.push(pipeline(stream, createWriteStream(target)));
     });
-    parser.on('error', reject);
+    // A broken form settles only once its spool file is closed: the caller removes the file next, and a
+    // write stream still opening would otherwise create it again after the removal.
+    parser.on('error', (error) => {
+      for (const file of files) file.destroy(error as Error);
+      void Promise.allSettled(writes).then(() => reject(error));
+    });
     parser.on('close', () => {
       Promise.all(writes).then(() => resolve(), reject);
     });
