@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSqueeze, uploadCsv, type Squeeze } from './support/harness.ts';
 
@@ -94,6 +95,50 @@ describe('uploading a product CSV', () => {
       { id: result.request.id, after: products.pageInfo.endCursor },
     );
     expect(next.data!.request.products.edges[0].node.serialNumber).toBe(3);
+  });
+
+  const storedRows = async () => {
+    const [row] = await squeeze.database.rows<{ products: number; images: number }>(
+      sql`select (select count(*)::int from products) as products, (select count(*)::int from images) as images`,
+    );
+    return { products: Number(row!.products), images: Number(row!.images) };
+  };
+
+  it('stores nothing of a long file whose last row is bad, though the good rows before it were already being written', async () => {
+    const before = { requests: await requestCount(), ...(await storedRows()) };
+    const lines = ['S. No.,Product Name,Input Image Urls'];
+    for (let i = 1; i <= 5_000; i++) lines.push(`${i},Product ${i},"https://cdn.example/p/${i}/1.jpg,https://cdn.example/p/${i}/2.jpg"`);
+    lines.push('5001,Last,not-a-url');
+    const { body } = await uploadCsv(squeeze.url, lines.join('\n'), { autoStart: false });
+    expect(body.data.uploadCsv.__typename).toBe('CsvInvalidError');
+    expect(body.data.uploadCsv.problems.map((p: any) => p.line)).toEqual([5002]);
+    expect({ requests: await requestCount(), ...(await storedRows()) }).toEqual(before);
+  });
+
+  it('stores several long files uploaded at once, each product with its own images in order', async () => {
+    const file = (tag: string) => {
+      const lines = ['S. No.,Product Name,Input Image Urls'];
+      for (let i = 1; i <= 3_000; i++) lines.push(`${i},${tag} ${i},"https://cdn.example/${tag}/${i}/a.jpg,https://cdn.example/${tag}/${i}/b.jpg"`);
+      return lines.join('\n');
+    };
+    // More uploads than ingests that may take a second connection: the rest use one (src/ingest/ingestCsv.ts).
+    const tags = ['north', 'south', 'east', 'west'];
+    const results = await Promise.all(tags.map((tag) => uploadCsv(squeeze.url, file(tag), { autoStart: false })));
+    for (const [index, { body }] of results.entries()) {
+      const request = body.data.uploadCsv.request;
+      expect(request.progress.total).toBe(6_000);
+      const page = await squeeze.graphql<any>(
+        `query($id: ID!, $after: String) { request(id: $id) { products(first: 2, after: $after) { totalCount edges { node { serialNumber productName inputImageUrls } } } } }`,
+        { id: request.id, after: null },
+      );
+      const tag = tags[index]!;
+      expect(page.data!.request.products.totalCount).toBe(3_000);
+      expect(page.data!.request.products.edges.map((edge: any) => edge.node)).toEqual([1, 2].map((i) => ({
+        serialNumber: i,
+        productName: `${tag} ${i}`,
+        inputImageUrls: [`https://cdn.example/${tag}/${i}/a.jpg`, `https://cdn.example/${tag}/${i}/b.jpg`],
+      })));
+    }
   });
 
   it('checks the webhook URL and the options before storing anything', async () => {

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, sql, type SQL } from 'drizzle-orm';
 import { images, products, type ImageRow, type ProductRow } from '../../drizzle/schema.ts';
 import { uuidv7 } from '../ids.ts';
 import type { ParsedProduct } from '../ingest/parseProductCsv.ts';
@@ -15,30 +15,33 @@ function arrayElement(value: string): string {
   return value.includes('"') || value.includes('\\') ? `"${value.replace(/[\\"]/g, '\\$&')}"` : `"${value}"`;
 }
 
+/** One batch of parsed products and their images as Postgres array literals, built in one pass. */
+export interface BatchRows {
+  productIds: string;
+  serials: string;
+  names: string;
+  imageIds: string;
+  /** Each image's product as its index (from 1) in `productIds`. */
+  imageProducts: string;
+  imagePositions: string;
+  urls: string;
+  productCount: number;
+  imageCount: number;
+}
+
 /**
- * Inserts one batch of parsed products and their images in one statement, whatever the batch size:
- * `insert … select from unnest(array parameters)` for the products in a CTE, then the images, which
- * name their product by its index in the products' id array instead of repeating its id. Building
- * the same rows as a Drizzle multi-row `values()` took 35 s for 100 000 products × 3 images on either
- * driver, nearly all of it in building the statement text; with arrays the statements are short and
- * the time is the database's. Each array parameter is one Postgres array literal (`{"a","b"}`), built
- * here in one pass over the batch. Against two statements with the images repeating their product's
- * id (100 000 products × 3 images, 3 runs each): main-thread CPU 2.20–2.23 s → 2.05–2.18 s, Postgres
- * CPU 1.79–1.80 s → 1.61–1.68 s.
+ * Turns a batch into the array parameters of the insert statements below, whatever the batch size:
+ * `insert … select from unnest(array parameters)`. Building the same rows as a Drizzle multi-row
+ * `values()` took 35 s for 100 000 products × 3 images on either driver, nearly all of it in building
+ * the statement text; with arrays the statements are short and the time is the database's. Each
+ * array parameter is one Postgres array literal (`{"a","b"}`). Images name their product by its index
+ * in the products' id array instead of repeating its id.
  * COPY FROM STDIN (postgres.js `writable()`) was tried and measured slower: two COPYs per batch, each
- * waiting ~40 ms for its start (postgres.js leaves Nagle on: a small write behind a large one waits
- * for a delayed ACK), 7–9 s instead of 4–5 s; and postgres.js 3.4.9 never settles a COPY that the
- * server fails after end() (porsager/postgres#1173), which would hang the upload.
- * `claimable` false leaves next_attempt_at null: the images wait for processRequest.
+ * waiting ~40 ms for its start, 7–9 s instead of 4–5 s; postgres.js 3.4.9 never settles a COPY that
+ * the server fails after end() (porsager/postgres#1173), which would hang the upload; and psql's own
+ * COPY of the same 400 000 rows (3.1 s) costs Postgres about what these inserts do (3.0–3.3 s CPU).
  */
-export async function insertProductBatch(
-  on: Queryable,
-  requestId: string,
-  firstPosition: number,
-  batch: readonly ParsedProduct[],
-  claimable: boolean,
-): Promise<number> {
-  if (batch.length === 0) return 0;
+export function batchRows(batch: readonly ParsedProduct[]): BatchRows {
   const productIds: string[] = [];
   const serials: number[] = [];
   const names: string[] = [];
@@ -60,19 +63,60 @@ export async function insertProductBatch(
       urls.push(arrayElement(productUrls[position]!));
     }
   }
-  // A CTE read twice is computed once: the product ids are parsed once, then read by index.
+  return {
+    productIds: arrayLiteral(productIds),
+    serials: arrayLiteral(serials),
+    names: arrayLiteral(names),
+    imageIds: arrayLiteral(imageIds),
+    imageProducts: arrayLiteral(imageProducts),
+    imagePositions: arrayLiteral(imagePositions),
+    urls: arrayLiteral(urls),
+    productCount: batch.length,
+    imageCount: imageIds.length,
+  };
+}
+
+const insertedProducts = (requestId: string, firstPosition: number, rows: BatchRows) => sql`
+  insert into products (id, request_id, position, serial_number, product_name)
+  select t.id, ${requestId}::uuid, ${firstPosition - 1}::int + t.n::int, t.serial_number, t.product_name
+  from unnest(${rows.productIds}::uuid[], ${rows.serials}::bigint[], ${rows.names}::text[]) with ordinality as t(id, serial_number, product_name, n)`;
+
+const insertedImages = (requestId: string, rows: BatchRows, claimable: boolean, productIds: SQL) => sql`
+  insert into images (id, request_id, product_id, position, input_url, status, next_attempt_at)
+  select t.id, ${requestId}::uuid, (${productIds})[t.product], t.position, t.input_url, 'PENDING', ${claimable ? sql`now()` : sql`null`}
+  from unnest(${rows.imageIds}::uuid[], ${rows.imageProducts}::int[], ${rows.imagePositions}::int[], ${rows.urls}::text[])
+    as t(id, product, position, input_url)`;
+
+/**
+ * Inserts a batch's products and images in one statement (one round trip): the products in a CTE,
+ * whose id array is parsed once and read by index. `claimable` false leaves next_attempt_at null: the
+ * images wait for processRequest. Against two statements with the images repeating their product's
+ * id (100 000 products × 3 images, 3 runs each): main-thread CPU 2.20–2.23 s → 2.05–2.18 s, Postgres
+ * CPU 1.79–1.80 s → 1.61–1.68 s.
+ */
+export async function insertProductBatch(on: Queryable, requestId: string, firstPosition: number, rows: BatchRows, claimable: boolean): Promise<void> {
+  if (rows.productCount === 0) return;
   await on.execute(sql`
-    with batch as (select ${arrayLiteral(productIds)}::uuid[] as product_ids),
-    inserted as (
-      insert into products (id, request_id, position, serial_number, product_name)
-      select t.id, ${requestId}::uuid, ${firstPosition - 1}::int + t.n::int, t.serial_number, t.product_name
-      from batch, unnest(batch.product_ids, ${arrayLiteral(serials)}::bigint[], ${arrayLiteral(names)}::text[]) with ordinality as t(id, serial_number, product_name, n)
-    )
-    insert into images (id, request_id, product_id, position, input_url, status, next_attempt_at)
-    select t.id, ${requestId}::uuid, batch.product_ids[t.product], t.position, t.input_url, 'PENDING', ${claimable ? sql`now()` : sql`null`}
-    from batch, unnest(${arrayLiteral(imageIds)}::uuid[], ${arrayLiteral(imageProducts)}::int[], ${arrayLiteral(imagePositions)}::int[], ${arrayLiteral(urls)}::text[])
-      as t(id, product, position, input_url)`);
-  return imageIds.length;
+    with batch as (select ${rows.productIds}::uuid[] as product_ids),
+    inserted as (${insertedProducts(requestId, firstPosition, rows)})
+    ${insertedImages(requestId, rows, claimable, sql`select product_ids from batch`)}`);
+}
+
+/** The products of a batch alone, for an ingest that writes them on a connection of their own (src/ingest/ingestCsv.ts). */
+export async function insertProducts(on: Queryable, requestId: string, firstPosition: number, rows: BatchRows): Promise<void> {
+  if (rows.productCount === 0) return;
+  await on.execute(insertedProducts(requestId, firstPosition, rows));
+}
+
+/** The images of a batch alone: the counterpart of insertProducts. */
+export async function insertImages(on: Queryable, requestId: string, rows: BatchRows, claimable: boolean): Promise<void> {
+  if (rows.imageCount === 0) return;
+  await on.execute(insertedImages(requestId, rows, claimable, sql`${rows.productIds}::uuid[]`));
+}
+
+/** Removes the products of a request whose own transaction failed after theirs committed (see ingestCsv). */
+export async function deleteProductsOf(on: Queryable, requestId: string): Promise<void> {
+  await on.execute(sql`delete from products where request_id = ${requestId}::uuid`);
 }
 
 export async function getProduct(on: Queryable, id: string): Promise<ProductRow | undefined> {
