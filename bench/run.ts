@@ -13,7 +13,7 @@
  *
  * Settings (environment): BENCH_SHORT=1 (or --short) a ~1 min smoke run; BENCH_IMAGES=<folder> your
  * own images instead of generated ones; BENCH_REPEAT (default 3) how many times each image is in the
- * request, under distinct URLs; BENCH_E2E_RUNS (default 7, 2 when short) timed requests per server,
+ * request, under distinct URLs; BENCH_E2E_RUNS (default 5, 2 when short) timed requests per server,
  * each between two limit passes; BENCH_INGEST_ROWS (default 100000); BENCH_POSTGRES_URL (default
  * postgres://postgres@127.0.0.1:5432/postgres, where scratch databases are created and dropped);
  * WORKER_THREADS (default: the cores available, as the server).
@@ -70,7 +70,7 @@ const poolConfig = loadConfig({ WORKER_THREADS: process.env.WORKER_THREADS, JPEG
 const settings = {
   short,
   repeat: intEnv('BENCH_REPEAT', short ? 1 : 3),
-  e2eRuns: intEnv('BENCH_E2E_RUNS', short ? 2 : 7),
+  e2eRuns: intEnv('BENCH_E2E_RUNS', short ? 2 : 5),
   ingestRows: intEnv('BENCH_INGEST_ROWS', short ? 2_000 : 100_000),
   urlsPerRow: 3,
   statusClients: intEnv('BENCH_STATUS_CLIENTS', 50),
@@ -591,8 +591,9 @@ async function timedRequest(
  * of five read 0.798 beside 0.882–0.935, its server's own CPU per image 13 % above the others' while
  * "others used" read 0 %; with three runs and their mean, one such run moved a server's figure by 4 %.
  * Two such runs in one server's five are common too (0.870 and 0.834 beside 0.931–0.994; 0.844 and 0.863
- * beside 0.915–0.987, in two runs of the bench), and then they decide a five-run median: so seven runs
- * (about 70 s more per bench: 310 s here), whose median stands three outliers.
+ * beside 0.915–0.987, in two runs of the bench), and then they decide a five-run median. Seven runs
+ * (a median that stands three outliers) took the whole bench to 609 s with the corpus generated, over
+ * the 10 minutes it must fit in on a fresh clone; so five by default, BENCH_E2E_RUNS=7 for the steadier figure.
  */
 async function endToEnd(kind: 'pglite' | 'postgres', images: ImageServer, betweenRuns: () => Promise<unknown>): Promise<EndToEnd> {
   const database = kind === 'postgres' ? await createScratchDatabase(settings.postgresAdminUrl) : undefined;

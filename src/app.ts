@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { createYoga, type Plugin } from 'graphql-yoga';
+import { createGraphQLError, createYoga, type Plugin } from 'graphql-yoga';
 import { processRequest } from 'graphql-upload-minimal';
 import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
@@ -20,6 +20,7 @@ import { createAddressGuard, type AddressGuard } from './net/addressGuard.ts';
 import { createRunner, type Runner } from './runner/runner.ts';
 import { createLocalStorage, contentTypeOf, type Storage } from './storage/localStorage.ts';
 import { createWebhookSender } from './webhooks/sender.ts';
+import { answerPlainQuery, isPlainJsonQueryCall, parseJsonBody, readBody, type ParsedJsonBody } from './graphqlQueryPath.ts';
 import { handleRest } from './rest/routes.ts';
 import { directNextWriterOf, serveGraphqlWebSocket } from './graphqlWebSocket.ts';
 import { serveDashboard } from './dashboard/serve.ts';
@@ -106,6 +107,13 @@ export async function buildApp(options: AppOptions): Promise<App> {
     reused: subscriptionResultsCounter.labels('reused'),
     own: subscriptionResultsCounter.labels('own'),
   };
+  const jsonCallsCounter = new Counter({
+    name: 'squeeze_graphql_json_calls_total',
+    help: 'GraphQL JSON POSTs without an Origin, by who answered: direct (a plain query, src/graphqlQueryPath.ts) or yoga (the rest)',
+    labelNames: ['answered_by'] as const,
+    registers: [metrics.registry],
+  });
+  const jsonCalls = { direct: jsonCallsCounter.labels('direct'), yoga: jsonCallsCounter.labels('yoga') };
   const keys = createKeyCheck(config.apiKeys);
   const sender = createWebhookSender({ database, guard, config, logger });
 
@@ -121,14 +129,18 @@ export async function buildApp(options: AppOptions): Promise<App> {
     webhooksQueued: () => sender.wake(),
   };
 
-  const uploadBodyPlugin: Plugin<{ uploadBody?: unknown }> = {
+  // Bodies read before Yoga runs: a streamed multipart upload, or a JSON body the query fast path declined.
+  const uploadBodyPlugin: Plugin<{ uploadBody?: unknown; jsonBody?: ParsedJsonBody }> = {
     onRequestParse({ serverContext, setRequestParser }) {
-      const body = (serverContext as { uploadBody?: unknown } | undefined)?.uploadBody;
+      const context = serverContext as { uploadBody?: unknown; jsonBody?: ParsedJsonBody } | undefined;
+      const body = context?.uploadBody;
       if (body) setRequestParser(() => body as never);
+      const json = context?.jsonBody;
+      if (json) setRequestParser(() => yogaParamsOf(json) as never);
     },
   };
 
-  const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse; uploadBody?: unknown }, GraphQLContext>({
+  const yoga = createYoga<{ req: IncomingMessage; res: ServerResponse; uploadBody?: unknown; jsonBody?: ParsedJsonBody }, GraphQLContext>({
     schema,
     context: () => ({ services }),
     graphqlEndpoint: '/graphql',
@@ -227,7 +239,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
         return yoga(req, res, { req, res, uploadBody });
       }
       const length = Number(req.headers['content-length'] ?? 0);
-      if (length > JSON_BODY_LIMIT) return sendJson(res, 413, { errors: [{ message: `Request body over ${JSON_BODY_LIMIT} bytes` }] });
+      const tooLarge = () => sendJson(res, 413, { errors: [{ message: `Request body over ${JSON_BODY_LIMIT} bytes` }] });
+      if (length > JSON_BODY_LIMIT) return tooLarge();
+      if (isPlainJsonQueryCall(req)) {
+        const text = await readBody(req, JSON_BODY_LIMIT);
+        if (text === undefined) return tooLarge();
+        const jsonBody = parseJsonBody(text);
+        if ('params' in jsonBody && (await answerPlainQuery(yoga, { req, res }, jsonBody.params, res))) return jsonCalls.direct.inc();
+        jsonCalls.yoga.inc();
+        return yoga(req, res, { req, res, jsonBody });
+      }
       return yoga(req, res, { req, res });
     }
 
@@ -328,6 +349,24 @@ export async function buildApp(options: AppOptions): Promise<App> {
       if (ownsDatabase) await database.close();
     },
   };
+}
+
+/** The parameters Yoga's JSON parser would have made of `body`, or the error it would have thrown. */
+function yogaParamsOf(body: ParsedJsonBody): unknown {
+  // As graphql-yoga's post-json parser words them (plugins/request-parser/post-json.js).
+  const badRequest = (message: string) => createGraphQLError(message, { extensions: { http: { status: 400 }, code: 'BAD_REQUEST' } });
+  if ('error' in body) {
+    throw createGraphQLError('POST body sent invalid JSON.', {
+      extensions: {
+        http: { spec: true, status: 400 },
+        code: 'BAD_REQUEST',
+        originalError: { name: body.error.name, message: body.error.message },
+      },
+    });
+  }
+  if (body.params == null) throw badRequest(`POST body is expected to be object but received ${body.params}`);
+  if (typeof body.params !== 'object') throw badRequest(`POST body is expected to be object but received ${typeof body.params}`);
+  return body.params;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown) {
