@@ -121,7 +121,7 @@ describe('uploading a product CSV', () => {
       for (let i = 1; i <= 3_000; i++) lines.push(`${i},${tag} ${i},"https://cdn.example/${tag}/${i}/a.jpg,https://cdn.example/${tag}/${i}/b.jpg"`);
       return lines.join('\n');
     };
-    // More uploads than ingests that may take a second connection: the rest use one (src/ingest/ingestCsv.ts).
+    // Concurrent ingests, each pipelining its statements on its own transaction's connection.
     const tags = ['north', 'south', 'east', 'west'];
     const results = await Promise.all(tags.map((tag) => uploadCsv(squeeze.url, file(tag), { autoStart: false })));
     for (const [index, { body }] of results.entries()) {

@@ -2,7 +2,7 @@ import { and, asc, eq, gt, inArray, sql, type SQL } from 'drizzle-orm';
 import { images, products, type ImageRow, type ProductRow } from '../../drizzle/schema.ts';
 import { uuidv7 } from '../ids.ts';
 import type { ParsedProduct } from '../ingest/parseProductCsv.ts';
-import type { Queryable } from './client.ts';
+import { preparedStatement, runPreparedIn, type Queryable } from './client.ts';
 import { isUuid } from './requests.ts';
 
 /** A Postgres array literal (`{"a","b"}`): one bound parameter however many values, on both drivers. */
@@ -102,21 +102,36 @@ export async function insertProductBatch(on: Queryable, requestId: string, first
     ${insertedImages(requestId, rows, claimable, sql`select product_ids from batch`)}`);
 }
 
-/** The products of a batch alone, for an ingest that writes them on a connection of their own (src/ingest/ingestCsv.ts). */
+const INSERT_PRODUCTS = preparedStatement(
+  'squeeze_insert_products',
+  `insert into products (id, request_id, position, serial_number, product_name)
+   select t.id, $1::uuid, $2::int + t.n::int, t.serial_number, t.product_name
+   from unnest($3::uuid[], $4::bigint[], $5::text[]) with ordinality as t(id, serial_number, product_name, n)`,
+);
+
+const insertImagesStatement = (claimable: boolean) =>
+  preparedStatement(
+    claimable ? 'squeeze_insert_claimable_images' : 'squeeze_insert_images',
+    `insert into images (id, request_id, product_id, position, input_url, status, next_attempt_at)
+     select t.id, $1::uuid, ($2::uuid[])[t.product], t.position, t.input_url, 'PENDING', ${claimable ? 'now()' : 'null'}
+     from unnest($3::uuid[], $4::int[], $5::int[], $6::text[]) as t(id, product, position, input_url)`,
+  );
+const INSERT_IMAGES = { claimable: insertImagesStatement(true), waiting: insertImagesStatement(false) };
+
+/**
+ * The products of a batch alone, on Postgres, as a prepared statement (see runPreparedIn), so that
+ * Postgres gets them in pipelined statements of its own (src/ingest/ingestCsv.ts).
+ */
 export async function insertProducts(on: Queryable, requestId: string, firstPosition: number, rows: BatchRows): Promise<void> {
   if (rows.productCount === 0) return;
-  await on.execute(insertedProducts(requestId, firstPosition, rows));
+  await runPreparedIn(on, INSERT_PRODUCTS, [requestId, firstPosition - 1, rows.productIds, rows.serials, rows.names]);
 }
 
 /** The images of a batch alone: the counterpart of insertProducts. */
 export async function insertImages(on: Queryable, requestId: string, rows: BatchRows, claimable: boolean): Promise<void> {
   if (rows.imageCount === 0) return;
-  await on.execute(insertedImages(requestId, rows, claimable, sql`${rows.productIds}::uuid[]`));
-}
-
-/** Removes the products of a request whose own transaction failed after theirs committed (see ingestCsv). */
-export async function deleteProductsOf(on: Queryable, requestId: string): Promise<void> {
-  await on.execute(sql`delete from products where request_id = ${requestId}::uuid`);
+  const statement = claimable ? INSERT_IMAGES.claimable : INSERT_IMAGES.waiting;
+  await runPreparedIn(on, statement, [requestId, rows.productIds, rows.imageIds, rows.imageProducts, rows.imagePositions, rows.urls]);
 }
 
 export async function getProduct(on: Queryable, id: string): Promise<ProductRow | undefined> {
