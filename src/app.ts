@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { createGraphQLError, createYoga, type Plugin } from 'graphql-yoga';
+import { createYoga, type Plugin } from 'graphql-yoga';
 import { processRequest } from 'graphql-upload-minimal';
 import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
@@ -20,7 +20,7 @@ import { createAddressGuard, type AddressGuard } from './net/addressGuard.ts';
 import { createRunner, type Runner } from './runner/runner.ts';
 import { createLocalStorage, contentTypeOf, type Storage } from './storage/localStorage.ts';
 import { createWebhookSender } from './webhooks/sender.ts';
-import { answerPlainQuery, isPlainJsonQueryCall, parseJsonBody, readBody, type ParsedJsonBody } from './graphqlQueryPath.ts';
+import { answerPlainQuery, isPlainJsonQueryCall, parseJsonBody, readBody, yogaParamsOf, type ParsedJsonBody } from './graphqlQueryPath.ts';
 import { handleRest } from './rest/routes.ts';
 import { directNextWriterOf, serveGraphqlWebSocket } from './graphqlWebSocket.ts';
 import { serveDashboard } from './dashboard/serve.ts';
@@ -349,24 +349,6 @@ export async function buildApp(options: AppOptions): Promise<App> {
       if (ownsDatabase) await database.close();
     },
   };
-}
-
-/** The parameters Yoga's JSON parser would have made of `body`, or the error it would have thrown. */
-function yogaParamsOf(body: ParsedJsonBody): unknown {
-  // As graphql-yoga's post-json parser words them (plugins/request-parser/post-json.js).
-  const badRequest = (message: string) => createGraphQLError(message, { extensions: { http: { status: 400 }, code: 'BAD_REQUEST' } });
-  if ('error' in body) {
-    throw createGraphQLError('POST body sent invalid JSON.', {
-      extensions: {
-        http: { spec: true, status: 400 },
-        code: 'BAD_REQUEST',
-        originalError: { name: body.error.name, message: body.error.message },
-      },
-    });
-  }
-  if (body.params == null) throw badRequest(`POST body is expected to be object but received ${body.params}`);
-  if (typeof body.params !== 'object') throw badRequest(`POST body is expected to be object but received ${typeof body.params}`);
-  return body.params;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown) {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getOperationAST, type ExecutionResult } from 'graphql';
-import type { YogaServerInstance } from 'graphql-yoga';
+import { createGraphQLError, type YogaServerInstance } from 'graphql-yoga';
 
 /**
  * The short way for the call clients make most: a JSON POST of one `query` operation, polled while a
@@ -57,6 +57,24 @@ export function parseJsonBody(text: string): ParsedJsonBody {
     if (error instanceof SyntaxError) error.message += `, "${text}" is not valid JSON`;
     return { error: error as Error };
   }
+}
+
+/** The parameters Yoga's JSON parser would have made of `body`, or the error it would have thrown. */
+export function yogaParamsOf(body: ParsedJsonBody): unknown {
+  // As graphql-yoga's post-json parser words them (plugins/request-parser/post-json.js).
+  const badRequest = (message: string) => createGraphQLError(message, { extensions: { http: { status: 400 }, code: 'BAD_REQUEST' } });
+  if ('error' in body) {
+    throw createGraphQLError('POST body sent invalid JSON.', {
+      extensions: {
+        http: { spec: true, status: 400 },
+        code: 'BAD_REQUEST',
+        originalError: { name: body.error.name, message: body.error.message },
+      },
+    });
+  }
+  if (body.params == null) throw badRequest(`POST body is expected to be object but received ${body.params}`);
+  if (typeof body.params !== 'object') throw badRequest(`POST body is expected to be object but received ${typeof body.params}`);
+  return body.params;
 }
 
 interface QueryParams {
