@@ -57,6 +57,7 @@ import {
   postgresBackendCpu,
   procStatus,
   processCpu,
+  cpuByThreadName,
   round,
   scrapeMetrics,
   sleep,
@@ -823,7 +824,7 @@ async function run() {
   const cpu = {
     serverMainThread: round(cpuAfter.server.main - cpuBefore.server.main),
     serverOtherThreads: round(cpuAfter.server.total - cpuBefore.server.total - (cpuAfter.server.main - cpuBefore.server.main)),
-    serverByThreadName: Object.fromEntries(Object.entries(cpuAfter.server.byName).map(([name, value]) => [name, round(value - (cpuBefore.server.byName[name] ?? 0))])),
+    serverByThreadName: cpuByThreadName(cpuBefore.server, cpuAfter.server),
     postgresBackends: cpuAfter.postgres !== null && cpuBefore.postgres !== null ? round(cpuAfter.postgres - cpuBefore.postgres) : null,
     workerInstance: cpuAfter.worker !== null && cpuBefore.worker !== null ? round(cpuAfter.worker - cpuBefore.worker) : null,
     clientProcesses: round(results.reduce((sum, r) => sum + r.cpuSeconds, 0)),

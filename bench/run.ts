@@ -45,6 +45,7 @@ import {
   procStatus,
   removeKeptData,
   processCpu,
+  cpuByThreadName,
   round,
   sampleRss,
   scrapeMetrics,
@@ -221,8 +222,7 @@ async function measureLimit(label: string): Promise<LimitPass> {
     const cpu = process.cpuUsage(cpuBefore);
     const machineBusy = machineBusySeconds() - machineBefore;
     const threadsAfter = processCpu(process.pid);
-    const byThreadName: Record<string, number> = {};
-    for (const [name, value] of Object.entries(threadsAfter.byName)) byThreadName[name] = round(value - (threadsBefore.byName[name] ?? 0));
+    const byThreadName = cpuByThreadName(threadsBefore, threadsAfter);
     expectAllCompressed(results, 'limit');
     const outputBytes = results.reduce((sum, result) => sum + (result.ok ? result.data.byteLength : 0), 0);
     const pass = {
@@ -541,8 +541,7 @@ async function timedRequest(
     throw new Error(`the request ended ${end.state.status} with ${JSON.stringify(end.state.progress)}; ${await imageErrors(server.base, id)}\n${server.output()}`);
   }
 
-  const byThreadName: Record<string, number> = {};
-  for (const [name, value] of Object.entries(cpuAfter.server.byName)) byThreadName[name] = round(value - (cpuBefore.server.byName[name] ?? 0));
+  const byThreadName = cpuByThreadName(cpuBefore.server, cpuAfter.server);
   const meanMs = (name: string) => {
     const sum = metricDelta(metricsBefore, metricsAfter, `${name}_sum`);
     const count = metricDelta(metricsBefore, metricsAfter, `${name}_count`);

@@ -101,9 +101,17 @@ export function cpuSeconds(statPath: string): number {
   }
 }
 
-/** CPU seconds of a process: total, its main thread, and its other threads by name. */
-export function processCpu(pid: number): { total: number; main: number; byName: Record<string, number> } {
-  const byName: Record<string, number> = {};
+export interface ProcessCpu {
+  /** The whole process, threads that have exited included. */
+  total: number;
+  main: number;
+  /** Live threads other than the main one, by id. */
+  threads: Map<string, { name: string; seconds: number }>;
+}
+
+/** CPU seconds of a process: total, its main thread, and each other live thread. */
+export function processCpu(pid: number): ProcessCpu {
+  const threads = new Map<string, { name: string; seconds: number }>();
   let main = 0;
   let tids: string[] = [];
   try {
@@ -123,9 +131,33 @@ export function processCpu(pid: number): { total: number; main: number; byName: 
     } catch {
       // gone
     }
-    byName[name] = (byName[name] ?? 0) + seconds;
+    threads.set(tid, { name, seconds });
   }
-  return { total: cpuSeconds(`/proc/${pid}/stat`), main, byName };
+  return { total: cpuSeconds(`/proc/${pid}/stat`), main, threads };
+}
+
+/** Named thread that stands for CPU of threads which exited between two readings. */
+export const EXITED_THREADS = 'exited threads';
+
+/**
+ * CPU seconds each thread name used between two readings of one process. libvips starts and ends
+ * worker threads as it goes, and a thread that exits takes its own counters with it (while the process
+ * total keeps them): summing live threads by name under-counted "libvips worker" by up to half in some
+ * runs. So each thread is diffed by id, and what the process used beyond its live threads is reported
+ * as EXITED_THREADS.
+ */
+export function cpuByThreadName(before: ProcessCpu, after: ProcessCpu): Record<string, number> {
+  const byName: Record<string, number> = {};
+  let live = after.main - before.main;
+  for (const [tid, thread] of after.threads) {
+    const delta = thread.seconds - (before.threads.get(tid)?.seconds ?? 0);
+    byName[thread.name] = (byName[thread.name] ?? 0) + delta;
+    live += delta;
+  }
+  const exited = after.total - before.total - live;
+  if (exited >= 0.01) byName[EXITED_THREADS] = exited;
+  for (const name of Object.keys(byName)) byName[name] = Math.round(byName[name]! * 100) / 100;
+  return byName;
 }
 
 /** CPU seconds of every Postgres backend connected to `database` (found by its process title). */
