@@ -5,10 +5,20 @@
 // never loads tsx. Otherwise (`node --import tsx`, tsx, vitest) it loads the TypeScript: on Node 20,
 // tsx's ESM hooks do not reach worker threads, so register tsx's CommonJS hook here and load the task
 // through it. Works under plain node too.
+import { writeFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 
 const compiled = process.env.SQUEEZE_COMPRESS_WORKER_JS;
 const downloads = workerData?.role === 'downloads';
+
+// Every thread Node starts is called "node"; named, top -H and the bench's CPU by thread tell them apart.
+if (process.platform === 'linux') {
+  try {
+    writeFileSync('/proc/thread-self/comm', downloads ? 'squeeze fetch' : 'squeeze sharp');
+  } catch {
+    // Not allowed here: the thread keeps its name.
+  }
+}
 const task = compiled ? await import(compiled) : await loadTypeScript(downloads ? './downloads.ts' : './compressImage.ts');
 
 if (downloads) {
