@@ -293,7 +293,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
   server.requestTimeout = config.uploadTimeoutMs;
   server.headersTimeout = Math.min(60_000, config.uploadTimeoutMs);
 
-  const wss = new WebSocketServer({ server, path: '/graphql' });
+  // Attached by hand, not with `server`: ws would re-emit the HTTP server's own errors (its port in use)
+  // on itself, which graphql-ws prints as "Internal error emitted on the WebSocket server. Please check
+  // your implementation" with a stack, before main.ts could say what is wrong. handleUpgrade still
+  // answers 400 to any other path.
+  const wss = new WebSocketServer({ noServer: true, path: '/graphql' });
+  server.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req)));
   // graphql-ws closes the socket with 4403 Forbidden when canConnect says no.
   const wsServer = serveGraphqlWebSocket(wss, yoga, (params) => config.role !== 'worker' && keys.checkConnectionParams(params));
 

@@ -15,7 +15,23 @@ try {
 
 const logger = createLogger(config.logLevel);
 const app = await buildApp({ config, logger });
-const url = await app.start();
+let url: string;
+try {
+  url = await app.start();
+} catch (error) {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL') throw error;
+  const where = `${config.host}:${config.port}`;
+  console.error(
+    code === 'EADDRINUSE'
+      ? `Squeeze cannot start: ${where} is already in use by another program; set PORT to a free port (PORT=4001 npm start)`
+      : code === 'EACCES'
+        ? `Squeeze cannot start: this user may not listen on ${where}; set PORT to one above 1023`
+        : `Squeeze cannot start: HOST ${config.host} is not an address of this machine`,
+  );
+  await app.stop().catch(() => {});
+  process.exit(1);
+}
 logger.info(
   { url, publicUrl: config.publicUrl, database: config.databaseUrl ? 'postgres' : `pglite (${config.dataDir})`, role: config.role, threads: config.workerThreads },
   `Squeeze is listening: GraphiQL at ${config.publicUrl}/graphql`,

@@ -96,3 +96,28 @@ describe('npm start', () => {
     }
   });
 });
+
+describe('npm start on a port that is taken', () => {
+  it('says which address is in use and what to set, and exits 1 without a stack trace', { timeout: 60_000 }, async () => {
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    const port = await freePort();
+    await new Promise<void>((resolve) => taken.listen(port, '127.0.0.1', resolve));
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'squeeze-start-'));
+    try {
+      const env: Record<string, string> = { ...(process.env as Record<string, string>), HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn' };
+      delete env.DATABASE_URL;
+      const parent = spawn(process.execPath, [...SERVER_NODE_FLAGS, 'src/start.mjs'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      parent.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      parent.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      const code = await new Promise<number | null>((resolve) => parent.once('exit', resolve));
+      expect(output).toContain(`Squeeze cannot start: 127.0.0.1:${port} is already in use by another program; set PORT to a free port`);
+      expect(output).not.toMatch(/^\s+at /m);
+      expect(code).toBe(1);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
