@@ -16,7 +16,8 @@
  * request, under distinct URLs; BENCH_E2E_RUNS (default 5, 2 when short) timed requests per server,
  * each between two limit passes; BENCH_INGEST_ROWS (default 100000); BENCH_POSTGRES_URL (default
  * postgres://postgres@127.0.0.1:5432/postgres, where scratch databases are created and dropped);
- * WORKER_THREADS (default: the cores available, as the server).
+ * WORKER_THREADS (default: the cores available, as the server); BENCH_ONLY (a comma list of e2e-pglite,
+ * e2e-postgres, ingest-postgres, ingest-pglite; default all) to work on one figure.
  *
  * Goals are printed beside the figures as PASS/MISS; a MISS never fails the run, an error does.
  */
@@ -68,6 +69,15 @@ const short = isShort;
 /** The server settings the limit's pool shares: WORKER_THREADS and JPEG_OPTIMIZE_CODING from this environment, MAX_IMAGE_PIXELS at its default. */
 const poolConfig = loadConfig({ WORKER_THREADS: process.env.WORKER_THREADS, JPEG_OPTIMIZE_CODING: process.env.JPEG_OPTIMIZE_CODING });
 
+const PHASES = ['e2e-pglite', 'e2e-postgres', 'ingest-postgres', 'ingest-pglite'] as const;
+function onlyPhases(text: string | undefined): string[] | undefined {
+  if (!text?.trim()) return undefined;
+  const names = text.split(',').map((name) => name.trim()).filter(Boolean);
+  const unknown = names.filter((name) => !(PHASES as readonly string[]).includes(name));
+  if (unknown.length > 0) throw new Error(`BENCH_ONLY: unknown phase ${unknown.join(', ')}; the phases are ${PHASES.join(', ')}`);
+  return names;
+}
+
 const settings = {
   short,
   repeat: intEnv('BENCH_REPEAT', short ? 1 : 3),
@@ -78,6 +88,8 @@ const settings = {
   statusSeconds: intEnv('BENCH_STATUS_SECONDS', short ? 2 : 5),
   postgresAdminUrl: process.env.BENCH_POSTGRES_URL?.trim() || 'postgres://postgres@127.0.0.1:5432/postgres',
   images: process.env.BENCH_IMAGES?.trim() || undefined,
+  // BENCH_ONLY=e2e-pglite,ingest-postgres…: only those phases (for working on one figure); all by default.
+  only: onlyPhases(process.env.BENCH_ONLY),
   // As the servers read them from the same environment: threads default to os.availableParallelism().
   threads: poolConfig.workerThreads,
   maxPixels: poolConfig.maxImagePixels,
@@ -98,6 +110,8 @@ const median = (values: readonly number[]) => {
 
 /** What the runner passes to the pool for a request uploaded without options (JPEG, quality 50). */
 const OPTIONS: CompressionOptions = { quality: 50, format: 'JPEG', maxWidth: null, maxHeight: null };
+
+const selected = (phase: (typeof PHASES)[number]) => settings.only === undefined || settings.only.includes(phase);
 
 const GOALS = { ratio: 0.9, ingestSeconds: 5, ingestRssMb: 250, statusP99Ms: 50 };
 
@@ -794,7 +808,7 @@ try {
   await phase('limit warm-up', warmLimitProcess);
   let previous = await addLimit();
   for (const kind of ['pglite', 'postgres'] as const) {
-    if (kind === 'postgres' && postgresSkipped) continue;
+    if ((kind === 'postgres' && postgresSkipped) || !selected(`e2e-${kind}`)) continue;
     // The passes around the runs, in order: [before run 1, between runs 1 and 2, …, after the last].
     const around: (LimitPass | undefined)[] = [previous];
     const result = await phase(`e2e ${kind}`, () => endToEnd(kind, images, async () => around.push(await addLimit())));
@@ -818,9 +832,9 @@ try {
   }
 
   log(`Ingest (${settings.ingestRows} rows × ${settings.urlsPerRow} URLs, autoStart false):`);
-  const csv = ingestCsvText(settings.ingestRows);
-  if (!postgresSkipped) ingests.postgres = await phase('ingest postgres', () => ingest('postgres', csv));
-  ingests.pglite = await phase('ingest pglite', () => ingest('pglite', csv));
+  const csv = selected('ingest-postgres') || selected('ingest-pglite') ? ingestCsvText(settings.ingestRows) : '';
+  if (!postgresSkipped && selected('ingest-postgres')) ingests.postgres = await phase('ingest postgres', () => ingest('postgres', csv));
+  if (selected('ingest-pglite')) ingests.pglite = await phase('ingest pglite', () => ingest('pglite', csv));
 } finally {
   await images.close();
   await removeKeptData();
@@ -842,7 +856,7 @@ rows.push([
 ]);
 for (const kind of ['pglite', 'postgres'] as const) {
   const result = e2e[kind];
-  const skipped = kind === 'postgres' && postgresSkipped;
+  const skipped = (kind === 'postgres' && postgresSkipped) || !selected(`e2e-${kind}`);
   rows.push([
     `e2e ${kind === 'pglite' ? 'PGlite' : 'Postgres'}`,
     result
@@ -879,7 +893,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
 }
 for (const kind of ['postgres', 'pglite'] as const) {
   const result = ingests[kind];
-  const skipped = kind === 'postgres' && postgresSkipped;
+  const skipped = (kind === 'postgres' && postgresSkipped) || !selected(`ingest-${kind}`);
   const goal = kind === 'postgres';
   rows.push([
     `ingest ${kind === 'pglite' ? 'PGlite' : 'Postgres'} ${settings.ingestRows.toLocaleString('en')}×${settings.urlsPerRow}`,
@@ -894,7 +908,7 @@ for (const kind of ['postgres', 'pglite'] as const) {
 }
 for (const kind of ['postgres', 'pglite'] as const) {
   const status = e2e[kind]?.status;
-  const skipped = kind === 'postgres' && postgresSkipped;
+  const skipped = (kind === 'postgres' && postgresSkipped) || !selected(`e2e-${kind}`);
   const goal = kind === 'postgres';
   rows.push([
     `status p50/p99 ${kind === 'pglite' ? 'PGlite' : 'Postgres'}, ${settings.statusClients} clients`,

@@ -127,8 +127,10 @@ async function openPglite(dir: string | undefined): Promise<Database> {
         ready.catch(() => prepared.delete(statement.name));
       }
       await ready;
-      const result = await client.query<T>(`execute ${statement.name}(${values.map(sqlLiteral).join(', ')})`);
-      return result.rows;
+      // exec, the simple query protocol: one message into PGlite, where query() sends five (Parse, Describe,
+      // Bind, Execute, Sync), each a call into WebAssembly and a reply parsed here.
+      const [result] = await client.exec(`execute ${statement.name}(${values.map(sqlLiteral).join(', ')})`);
+      return (result?.rows ?? []) as T[];
     },
     async rows<T>(query: SQL, on: Queryable = db) {
       const result = (await on.execute(query)) as unknown as { rows: T[] };
