@@ -809,12 +809,11 @@ try {
   let previous = await addLimit();
   // The first server measured pays more for writing its outputs on the 2-core VMs this is built on:
   // its compression threads ('squeeze sharp') used 0.73–0.89 CPU s per request, whichever database it
-  // had (Postgres run alone first: 0.73 / 0.89), against 0.35–0.39 for the second and 0.35 in the limit,
-  // which writes no files. perf put 47 % of those threads' samples in the kernel's copy of the bytes
-  // into the page cache (copy_folio_from_iter_atomic). The guest hands its free memory back to the host
-  // (PVM, page_reporting), so new page-cache pages may each cost a fault on the host; touching 18 GB
-  // just before did not change it, so the cause is not settled. About 2 % of the first server's ratio;
-  // PGlite goes first.
+  // had (Postgres run alone, first: 0.73 / 0.89), against 0.35–0.39 for the second and 0.35 in the
+  // limit, which writes no files; perf put 47 % of those threads' samples in the kernel's copy into the
+  // page cache (copy_folio_from_iter_atomic), the cost writeInPieces (workers/compressImage.ts) already
+  // cut. Touching 18 GB just before did not change it. About 2 % of the first server's ratio; PGlite
+  // goes first.
   for (const kind of ['pglite', 'postgres'] as const) {
     if ((kind === 'postgres' && postgresSkipped) || !selected(`e2e-${kind}`)) continue;
     // The passes around the runs, in order: [before run 1, between runs 1 and 2, …, after the last].
