@@ -128,7 +128,10 @@ async function openPglite(dir: string | undefined): Promise<Database> {
       }
       await ready;
       // exec, the simple query protocol: one message into PGlite, where query() sends five (Parse, Describe,
-      // Bind, Execute, Sync), each a call into WebAssembly and a reply parsed here.
+      // Bind, Execute, Sync), each a call into WebAssembly and a reply parsed here. A two-table update
+      // EXECUTEd 500 times, PGlite on disk: 0.26 ms per call by query(), 0.15 ms by exec(). In the
+      // bench's end-to-end run the main thread's CPU per image did not move beyond its noise (4.4–4.6 ms).
+      // Safe as one message: the values are literals (sqlLiteral), so a value cannot end the statement.
       const [result] = await client.exec(`execute ${statement.name}(${values.map(sqlLiteral).join(', ')})`);
       return (result?.rows ?? []) as T[];
     },
