@@ -203,7 +203,8 @@ function expectAllCompressed(results: readonly CompressResult[], what: string): 
  * way, 186 images a pass: 15.9–18.2 images/s new against 18.1–20.1 kept, 104–118 ms of CPU per image
  * against 94–105. A limit that slow makes the servers' ratios read high (single runs of 1.02–1.12 had
  * been seen). In the full bench the difference did not stand out of the noise of one run to the next
- * (the limit's CPU per image 100–107 ms with new pools, 108 ms kept), but kept is what a server is.
+ * (the limit's CPU per image 100–107 ms in three runs with new pools, 97 and 108 ms in two kept), but
+ * kept is what a server is.
  */
 let keptLimitPool: ReturnType<typeof createCompressionPool> | undefined;
 
