@@ -782,6 +782,8 @@ async function phase<T>(name: string, run: () => Promise<T>): Promise<T | undefi
 const postgresCheck = await checkPostgres(settings.postgresAdminUrl);
 const postgresSkipped = postgresCheck === true ? undefined : `Postgres at ${settings.postgresAdminUrl} is not reachable (${postgresCheck}): Postgres runs skipped`;
 if (postgresSkipped) log(`! ${postgresSkipped}`);
+/** Whether a phase runs: chosen (BENCH_ONLY), and for Postgres, Postgres reachable. */
+const runs = (phase: (typeof PHASES)[number]) => selected(phase) && !(phase.endsWith('postgres') && postgresSkipped);
 
 const images = await startImageServer(corpus);
 const limits: LimitPass[] = [];
@@ -806,7 +808,7 @@ try {
   // cut. Touching 18 GB just before did not change it. About 2 % of the first server's ratio; PGlite
   // goes first.
   for (const kind of ['pglite', 'postgres'] as const) {
-    if ((kind === 'postgres' && postgresSkipped) || !selected(`e2e-${kind}`)) continue;
+    if (!runs(`e2e-${kind}`)) continue;
     // The passes around the runs, in order: [before run 1, between runs 1 and 2, …, after the last].
     const around: (LimitPass | undefined)[] = [previous];
     const result = await phase(`e2e ${kind}`, () => endToEnd(kind, images, async () => around.push(await addLimit())));
@@ -830,9 +832,9 @@ try {
   }
 
   log(`Ingest (${settings.ingestRows} rows × ${settings.urlsPerRow} URLs, autoStart false):`);
-  const csv = selected('ingest-postgres') || selected('ingest-pglite') ? ingestCsvText(settings.ingestRows) : '';
-  if (!postgresSkipped && selected('ingest-postgres')) ingests.postgres = await phase('ingest postgres', () => ingest('postgres', csv));
-  if (selected('ingest-pglite')) ingests.pglite = await phase('ingest pglite', () => ingest('pglite', csv));
+  const csv = runs('ingest-postgres') || runs('ingest-pglite') ? ingestCsvText(settings.ingestRows) : '';
+  if (runs('ingest-postgres')) ingests.postgres = await phase('ingest postgres', () => ingest('postgres', csv));
+  if (runs('ingest-pglite')) ingests.pglite = await phase('ingest pglite', () => ingest('pglite', csv));
 } finally {
   await keptLimitPool?.close();
   await images.close();
@@ -855,7 +857,7 @@ rows.push([
 ]);
 for (const kind of ['pglite', 'postgres'] as const) {
   const result = e2e[kind];
-  const skipped = (kind === 'postgres' && postgresSkipped) || !selected(`e2e-${kind}`);
+  const skipped = !runs(`e2e-${kind}`);
   rows.push([
     `e2e ${kind === 'pglite' ? 'PGlite' : 'Postgres'}`,
     result
@@ -892,7 +894,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
 }
 for (const kind of ['postgres', 'pglite'] as const) {
   const result = ingests[kind];
-  const skipped = (kind === 'postgres' && postgresSkipped) || !selected(`ingest-${kind}`);
+  const skipped = !runs(`ingest-${kind}`);
   const goal = kind === 'postgres';
   rows.push([
     `ingest ${kind === 'pglite' ? 'PGlite' : 'Postgres'} ${settings.ingestRows.toLocaleString('en')}×${settings.urlsPerRow}`,
@@ -907,7 +909,7 @@ for (const kind of ['postgres', 'pglite'] as const) {
 }
 for (const kind of ['postgres', 'pglite'] as const) {
   const status = e2e[kind]?.status;
-  const skipped = (kind === 'postgres' && postgresSkipped) || !selected(`e2e-${kind}`);
+  const skipped = !runs(`e2e-${kind}`);
   const goal = kind === 'postgres';
   rows.push([
     `status p50/p99 ${kind === 'pglite' ? 'PGlite' : 'Postgres'}, ${settings.statusClients} clients`,
