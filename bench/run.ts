@@ -25,6 +25,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -294,45 +295,61 @@ const ENDED = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
 /**
  * Follows the request live (its requestProgress subscription over SSE) until it ends; resolves with the
  * final state and when its event arrived. A poll every 100 ms saw the end 50 ms late on average
- * (0.6 % of an 8 s run) and cost CPU on the measured machine for each poll.
+ * (0.6 % of an 8 s run) and cost CPU on the measured machine for each poll. Read with node:http, not
+ * fetch: fetch's web streams cost this process 0.1–0.15 s of CPU per timed request (186 events; perf of
+ * its main thread), on the cores the server is measured on.
  */
-async function waitForEnd(base: string, id: string, timeoutMs: number): Promise<{ state: RequestState; endedAt: number; progressEvents: number }> {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), timeoutMs);
-  let progressEvents = 0;
-  try {
-    const response = await fetch(`${base}/graphql`, {
+function waitForEnd(base: string, id: string, timeoutMs: number): Promise<{ state: RequestState; endedAt: number; progressEvents: number }> {
+  return new Promise((resolve, reject) => {
+    let progressEvents = 0;
+    let settled = false;
+    const finish = (error: Error | undefined, value?: { state: RequestState; endedAt: number; progressEvents: number }) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      outgoing.destroy();
+      if (error) reject(error);
+      else resolve(value!);
+    };
+    const timer = setTimeout(
+      () => finish(new Error(`request ${id} did not end within ${timeoutMs / 1000} s (${progressEvents} progress events seen)`)),
+      timeoutMs,
+    );
+    const body = JSON.stringify({ query: END_SUBSCRIPTION, variables: { id } });
+    const outgoing = httpRequest(`${base}/graphql`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-      body: JSON.stringify({ query: END_SUBSCRIPTION, variables: { id } }),
-      signal: controller.signal,
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'content-length': Buffer.byteLength(body) },
     });
-    if (!response.ok || !response.body) throw new Error(`subscribing to request ${id} answered HTTP ${response.status}: ${await response.text()}`);
-    const decoder = new TextDecoder();
-    let buffered = '';
-    for await (const chunk of response.body) {
-      buffered += decoder.decode(chunk, { stream: true });
-      let end: number;
-      while ((end = buffered.indexOf('\n\n')) >= 0) {
-        const block = buffered.slice(0, end);
-        buffered = buffered.slice(end + 2);
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (!block.startsWith('event: next') || data === undefined) continue;
-        progressEvents++;
-        const payload = JSON.parse(data) as { data?: { requestProgress: RequestState }; errors?: unknown };
-        if (!payload.data) throw new Error(`the progress of request ${id} failed: ${JSON.stringify(payload.errors)}`);
-        const state = payload.data.requestProgress;
-        if (ENDED.has(state.status)) return { state, endedAt: performance.now(), progressEvents };
+    outgoing.on('error', (error) => finish(error));
+    outgoing.on('response', (response) => {
+      response.setEncoding('utf8');
+      if (response.statusCode !== 200) {
+        let text = '';
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => finish(new Error(`subscribing to request ${id} answered HTTP ${response.statusCode}: ${text}`)));
+        return;
       }
-    }
-    throw new Error(`the progress stream of request ${id} ended before the request did`);
-  } catch (error) {
-    if (controller.signal.aborted) throw new Error(`request ${id} did not end within ${timeoutMs / 1000} s (${progressEvents} progress events seen)`);
-    throw error;
-  } finally {
-    clearTimeout(timer);
-    controller.abort();
-  }
+      let buffered = '';
+      response.on('data', (chunk: string) => {
+        buffered += chunk;
+        let end: number;
+        while (!settled && (end = buffered.indexOf('\n\n')) >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (!block.startsWith('event: next') || data === undefined) continue;
+          progressEvents++;
+          const payload = JSON.parse(data) as { data?: { requestProgress: RequestState }; errors?: unknown };
+          if (!payload.data) return finish(new Error(`the progress of request ${id} failed: ${JSON.stringify(payload.errors)}`));
+          const state = payload.data.requestProgress;
+          if (ENDED.has(state.status)) return finish(undefined, { state, endedAt: performance.now(), progressEvents });
+        }
+      });
+      response.on('end', () => finish(new Error(`the progress stream of request ${id} ended before the request did`)));
+      response.on('error', (error) => finish(error));
+    });
+    outgoing.end(body);
+  });
 }
 
 const END_SUBSCRIPTION = `subscription End($id: ID!) { requestProgress(requestId: $id) { status progress { total done failed pending } } }`;
@@ -448,7 +465,15 @@ interface E2eRun {
   limitImagesPerSecond?: number;
   ratio?: number;
   /** CPU seconds during the timed request. */
-  cpu: { server: number; serverMainThread: number; serverByThreadName: Record<string, number>; postgresBackends: number | null; bench: number };
+  cpu: {
+    server: number;
+    serverMainThread: number;
+    serverByThreadName: Record<string, number>;
+    postgresBackends: number | null;
+    bench: number;
+    /** The bench process's threads by name: its main thread serves the images and follows the request. */
+    benchByThreadName: Record<string, number>;
+  };
   /** limit CPU per image (the adjacent passes) ÷ e2e CPU per image (server + its Postgres backends + image server): the ratio a quiet, CPU-bound machine would show. */
   cpuRatio?: number;
   /** See LimitPass.othersCpuShare. */
@@ -490,10 +515,12 @@ interface EndToEnd {
 
 /** The runs' means, for the fields of EndToEnd that sum them up. */
 function meanOfRuns(runs: readonly E2eRun[]): Pick<EndToEnd, 'seconds' | 'imagesPerSecond' | 'cpu' | 'othersCpuShare'> {
-  const byThreadName: Record<string, number> = {};
-  for (const name of new Set(runs.flatMap((run) => Object.keys(run.cpu.serverByThreadName)))) {
-    byThreadName[name] = round(mean(runs.map((run) => run.cpu.serverByThreadName[name] ?? 0)));
-  }
+  const meanByName = (records: readonly Record<string, number>[]) => {
+    const byName: Record<string, number> = {};
+    for (const name of new Set(records.flatMap((record) => Object.keys(record)))) byName[name] = round(mean(records.map((record) => record[name] ?? 0)));
+    return byName;
+  };
+  const byThreadName = meanByName(runs.map((run) => run.cpu.serverByThreadName));
   const postgres = runs.map((run) => run.cpu.postgresBackends);
   return {
     seconds: round(mean(runs.map((run) => run.seconds))),
@@ -504,6 +531,7 @@ function meanOfRuns(runs: readonly E2eRun[]): Pick<EndToEnd, 'seconds' | 'images
       serverByThreadName: byThreadName,
       postgresBackends: postgres.some((value) => value === null) ? null : round(mean(postgres as number[])),
       bench: round(mean(runs.map((run) => run.cpu.bench))),
+      benchByThreadName: meanByName(runs.map((run) => run.cpu.benchByThreadName)),
     },
     othersCpuShare: Math.max(...runs.map((run) => run.othersCpuShare)),
   };
@@ -516,6 +544,7 @@ function cpuSnapshot(server: SqueezeProcess, database: ScratchDatabase | undefin
     server: processCpu(server.pid),
     postgres: database ? postgresBackendCpu(database.name) : null,
     bench: (usage.user + usage.system) / 1e6,
+    benchThreads: processCpu(process.pid),
   };
 }
 
@@ -562,6 +591,7 @@ async function timedRequest(
       serverByThreadName: byThreadName,
       postgresBackends: cpuAfter.postgres === null ? null : round(cpuAfter.postgres - cpuBefore.postgres!),
       bench: round(cpuAfter.bench - cpuBefore.bench),
+      benchByThreadName: { main: round(cpuAfter.benchThreads.main - cpuBefore.benchThreads.main), ...cpuByThreadName(cpuBefore.benchThreads, cpuAfter.benchThreads) },
     },
     othersCpuShare: othersShare(
       cpuAfter.machine - cpuBefore.machine,
@@ -580,7 +610,7 @@ async function timedRequest(
   log(
     `  e2e ${kind} run ${run + 1}: ${entries.length} images in ${seconds.toFixed(2)} s = ${result.imagesPerSecond} images/s; CPU s: server ${result.cpu.server} ` +
       `(${Object.entries(byThreadName).map(([name, value]) => `${name} ${value}`).join(', ')}, main thread ${result.cpu.serverMainThread})` +
-      `${result.cpu.postgresBackends !== null ? `, postgres ${result.cpu.postgresBackends}` : ''}, bench ${result.cpu.bench}; ` +
+      `${result.cpu.postgresBackends !== null ? `, postgres ${result.cpu.postgresBackends}` : ''}, bench ${result.cpu.bench} (${Object.entries(result.cpu.benchByThreadName).map(([name, value]) => `${name} ${value}`).join(', ')}); ` +
       `other processes used ${(result.othersCpuShare * 100).toFixed(0)} % of the cores`,
   );
   return { id, run: result };
@@ -807,6 +837,13 @@ try {
   // page cache (copy_folio_from_iter_atomic), the cost writeInPieces (workers/compressImage.ts) already
   // cut. Touching 18 GB just before did not change it. About 2 % of the first server's ratio; PGlite
   // goes first.
+  // Each request leaves 170–280 MB of dirty pages (outputs, database files; `Dirty:` of /proc/meminfo
+  // at the start of each window), which Linux writes back ~30 s later, in whichever window runs then.
+  // Not flushed between windows: writing back costs the window after it on this VM (limit passes just
+  // after a `sync` of 200 MB, alternating with passes after the same writes unsynced, 6 each in one
+  // process: 58.8–65.4 ms of CPU per image against 53.9–60.5), and a `sync` before every window put
+  // each request's writeback on the limit pass that follows it (ratios 0.941 / 0.988 in the one run
+  // made so, against 0.884 / 0.886 in the run before it).
   for (const kind of ['pglite', 'postgres'] as const) {
     if (!runs(`e2e-${kind}`)) continue;
     // The passes around the runs, in order: [before run 1, between runs 1 and 2, …, after the last].

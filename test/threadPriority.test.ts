@@ -36,4 +36,24 @@ describe.runIf(process.platform === 'linux')('image thread priority', () => {
     // Asked again, there is nothing left to change.
     expect(deprioritiseImageThreads(7)).toBe(0);
   });
+
+  it('remembers the threads it has handled, and still finds image threads started later', async () => {
+    pool ??= createCompressionPool({ threads: 1, maxPixels: 100_000_000 });
+    const seen = new Map<string, 'done' | number>();
+    deprioritiseImageThreads(9, seen);
+    deprioritiseImageThreads(9, seen);
+    // Every live thread is settled after two scans: image threads at once, the others once seen twice.
+    const live = readdirSync('/proc/self/task');
+    expect(live.every((tid) => seen.get(tid) === 'done')).toBe(true);
+    expect(imageThreads().every((thread) => thread.nice >= 9)).toBe(true);
+
+    // A thread libvips starts afterwards is new to the map, so the next scan reads its name.
+    const big = await sharp({ create: { width: 3000, height: 2000, channels: 3, background: '#336699' } }).png().toBuffer();
+    await Promise.all([1, 2, 3].map(() => sharp(big).resize(1500).jpeg().toBuffer()));
+    deprioritiseImageThreads(9, seen);
+    expect(imageThreads().every((thread) => thread.nice >= 9)).toBe(true);
+    // Ended threads are forgotten.
+    const now = new Set(readdirSync('/proc/self/task'));
+    expect([...seen.keys()].every((tid) => now.has(tid))).toBe(true);
+  });
 });
