@@ -191,6 +191,9 @@ function othersShare(machineBusySeconds: number, oursSeconds: number, wallSecond
   return round(Math.max(0, machineBusySeconds - oursSeconds) / (os.availableParallelism() * wallSeconds), 3);
 }
 
+/** CPU seconds by thread name as one line: "libvips worker 15.3, node 2.5". */
+const threadFigures = (figures: Record<string, number>) => Object.entries(figures).map(([name, value]) => `${name} ${value}`).join(', ');
+
 /** Fails the run, naming how many and the first, when an image did not compress. */
 function expectAllCompressed(results: readonly CompressResult[], what: string): void {
   const failed = results.filter((result) => !result.ok);
@@ -246,7 +249,7 @@ async function measureLimit(label: string): Promise<LimitPass> {
   };
   log(
     `  limit ${label}: ${jobs.length} images in ${seconds.toFixed(2)} s = ${pass.imagesPerSecond.toFixed(2)} images/s (${pass.megapixelsPerSecond.toFixed(0)} MP/s); ` +
-      `CPU s ${pass.cpuSeconds.toFixed(1)}: ${Object.entries(byThreadName).map(([name, value]) => `${name} ${value}`).join(', ')}, main thread ${pass.mainThreadCpuSeconds}; ` +
+      `CPU s ${pass.cpuSeconds.toFixed(1)}: ${threadFigures(byThreadName)}, main thread ${pass.mainThreadCpuSeconds}; ` +
       `other processes used ${(pass.othersCpuShare * 100).toFixed(0)} % of the cores`,
   );
   return pass;
@@ -609,8 +612,8 @@ async function timedRequest(
   };
   log(
     `  e2e ${kind} run ${run + 1}: ${entries.length} images in ${seconds.toFixed(2)} s = ${result.imagesPerSecond} images/s; CPU s: server ${result.cpu.server} ` +
-      `(${Object.entries(byThreadName).map(([name, value]) => `${name} ${value}`).join(', ')}, main thread ${result.cpu.serverMainThread})` +
-      `${result.cpu.postgresBackends !== null ? `, postgres ${result.cpu.postgresBackends}` : ''}, bench ${result.cpu.bench} (${Object.entries(result.cpu.benchByThreadName).map(([name, value]) => `${name} ${value}`).join(', ')}); ` +
+      `(${threadFigures(byThreadName)}, main thread ${result.cpu.serverMainThread})` +
+      `${result.cpu.postgresBackends !== null ? `, postgres ${result.cpu.postgresBackends}` : ''}, bench ${result.cpu.bench} (${threadFigures(result.cpu.benchByThreadName)}); ` +
       `other processes used ${(result.othersCpuShare * 100).toFixed(0)} % of the cores`,
   );
   return { id, run: result };
@@ -843,7 +846,7 @@ try {
   // after a `sync` of 200 MB, alternating with passes after the same writes unsynced, 6 each in one
   // process: 58.8–65.4 ms of CPU per image against 53.9–60.5), and a `sync` before every window put
   // each request's writeback on the limit pass that follows it (ratios 0.941 / 0.988 in the one run
-  // made so, against 0.884 / 0.886 in the run before it).
+  // made so, against 0.884 / 0.886 in the run before it, which had five runs a server to its seven).
   for (const kind of ['pglite', 'postgres'] as const) {
     if (!runs(`e2e-${kind}`)) continue;
     // The passes around the runs, in order: [before run 1, between runs 1 and 2, …, after the last].

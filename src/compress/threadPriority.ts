@@ -46,7 +46,8 @@ export function deprioritiseImageThreads(nice: number, seen?: ThreadsSeen): numb
     try {
       const name = readFileSync(`${TASKS}/${tid}/comm`, 'latin1').trim();
       if (!name.startsWith('libvips')) {
-        seen?.set(tid, (known ?? 0) + 1 >= 2 ? 'done' : (known ?? 0) + 1);
+        const scans = (known ?? 0) + 1;
+        seen?.set(tid, scans >= 2 ? 'done' : scans);
         continue;
       }
       const id = Number(tid);
